@@ -1,0 +1,28 @@
+# The two commands of a fresh machine: `make demo` and `make test`.
+PY := .venv/bin/python
+
+.PHONY: demo test stop setup unit cluster bench
+
+setup:
+	@bash scripts/setup.sh
+
+## demo: a 3-node sandbox, a master in the background, the `web` service, its state.
+demo: setup
+	@bash scripts/demo.sh
+
+## stop: stop the demo's master and remove its sandbox.
+stop:
+	@bash scripts/demo.sh stop
+
+## test: unit tests, then cluster tests against a real sandbox (base 127.0.0.21-23).
+test: setup
+	$(PY) -m pytest -q tests/unit tests/cluster
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+cluster: setup
+	$(PY) -m pytest -q tests/cluster
+
+bench: setup
+	$(PY) bench/converge.py

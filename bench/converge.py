@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Benchmark: POST /service of 12 replicas over 3 nodes until converged (a)
+against the same 12 `docker run -d` sent straight to the three engines with the
+same per-node concurrency (b). Prints medians, /state latency during the
+deploys, and the ratio a/b last.
+
+Usage: .venv/bin/python bench/converge.py [--repeat 5]
+It starts its own sandbox (127.0.0.41-43) and master (127.0.0.1:7270) and
+removes them at the end.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from sandbox import cluster  # noqa: E402
+
+DIR = os.path.join(ROOT, ".sandbox-bench")
+API = "127.0.0.1:7270"
+REPLICAS, PER_NODE = 12, 4
+IMAGE = "bicycle/demo:1"
+
+
+def start_master(inventory):
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", inventory, "up"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            state = requests.get(f"http://{API}/state", timeout=1).json()
+            if all(n["status"] == "ready" for n in state["nodes"]):
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("bench: master did not become ready")
+
+
+def sample_state(stop, latencies):
+    while not stop.is_set():
+        t = time.perf_counter()
+        requests.get(f"http://{API}/state", timeout=10)
+        latencies.append(time.perf_counter() - t)
+        time.sleep(0.02)
+
+
+def bicycle_run(latencies):
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_state, args=(stop, latencies))
+    sampler.start()
+    t = time.perf_counter()
+    r = requests.post(f"http://{API}/service", json={"name": "bench", "image": IMAGE, "replicas": REPLICAS},
+                      timeout=120)
+    elapsed = time.perf_counter() - t
+    stop.set()
+    sampler.join()
+    if r.status_code != 201 or r.json()["replicas"]["running"] != REPLICAS:
+        raise SystemExit(f"bench: deploy did not converge: {r.status_code} {r.text[:300]}")
+    requests.delete(f"http://{API}/service/bench", timeout=120).raise_for_status()
+    return elapsed
+
+
+def docker(sock, *args):
+    return subprocess.run(["docker", "-H", sock, *args], check=True, capture_output=True, text=True).stdout
+
+
+def direct_run(engines):
+    socks = list(engines.values())
+    per_node = [socks[i % len(socks)] for i in range(REPLICAS)]
+    pools = {s: ThreadPoolExecutor(PER_NODE) for s in socks}
+    t = time.perf_counter()
+    futures = [pools[s].submit(docker, s, "run", "-d", "--label", "bench.direct=1", IMAGE) for s in per_node]
+    ids = [(s, f.result().strip()) for s, f in zip(per_node, futures)]
+    elapsed = time.perf_counter() - t
+    for s in socks:
+        mine = [i for sock, i in ids if sock == s]
+        docker(s, "rm", "-f", *mine)
+        pools[s].shutdown()
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    inventory = cluster.up(DIR, nodes=3, base=40, api=API, log=lambda *a: None)
+    engines = cluster.engines(DIR)
+    master = start_master(inventory)
+    a, b, latencies = [], [], []
+    try:
+        direct_run(engines)          # warm-up, not counted
+        for i in range(args.repeat):
+            a.append(bicycle_run(latencies))
+            b.append(direct_run(engines))
+            print(f"run {i + 1}: bicycle {a[-1]:.3f}s  direct {b[-1]:.3f}s", flush=True)
+    finally:
+        master.terminate()
+        master.wait(timeout=30)
+        cluster.down(DIR, log=lambda *a: None)
+    lat = sorted(latencies)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    print(f"/state latency during deploys: p50 {statistics.median(lat) * 1000:.1f} ms, "
+          f"p99 {p99 * 1000:.1f} ms ({len(lat)} samples)")
+    print(f"median converge (a) bicycle: {statistics.median(a):.3f}s")
+    print(f"median direct    (b) docker: {statistics.median(b):.3f}s")
+    print(f"ratio a/b: {statistics.median(a) / statistics.median(b):.2f}")
+
+
+if __name__ == "__main__":
+    main()

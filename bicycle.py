@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Bicycle's command line: parse, call, print, exit code. Nothing else lives here."""
+import json
+import os
+import sys
+
+import click
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from cli.client import Client, ClientError  # noqa: E402
+from cli import tables  # noqa: E402
+from master.inventory import load, InventoryError  # noqa: E402
+
+DEFAULT_INVENTORY = os.path.join(HERE, "inventory.yml")
+
+
+class Fail(click.ClickException):
+    """One line on stderr and exit code 1."""
+
+    def show(self, file=None):
+        click.echo(f"bicycle: {self.message}", err=True)
+
+
+def _inventory(path):
+    try:
+        return load(path)
+    except InventoryError as e:
+        raise Fail(str(e)) from None
+
+
+def _client(ctx):
+    obj = ctx.find_root().obj
+    api = obj.get("api") or os.environ.get("BICYCLE_API")
+    if not api:
+        api = _inventory(obj["inventory"]).master()["api"]
+    return Client(api)
+
+
+def _call(ctx, method, path, body=None, params=None):
+    try:
+        return _client(ctx).call(method, path, body, params)
+    except ClientError as e:
+        raise Fail(str(e)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-i", "--inventory", default=DEFAULT_INVENTORY, show_default="inventory.yml",
+              envvar="BICYCLE_INVENTORY", help="Inventory file.")
+@click.option("--api", default=None, help="Master API address HOST:PORT (default: the inventory's first master).")
+@click.pass_context
+def main(ctx, inventory, api):
+    """Bicycle: an agentless Docker orchestrator over SSH."""
+    ctx.obj = {"inventory": inventory, "api": api}
+
+
+@main.command()
+@click.option("--name", default=None, help="Which master of masters: to run (default: the first).")
+@click.pass_context
+def up(ctx, name):
+    """Run the master daemon in the foreground."""
+    from master.daemon import Master
+    inventory = _inventory(ctx.obj["inventory"])
+    try:
+        master = Master(inventory, name)
+    except InventoryError as e:
+        raise Fail(str(e)) from None
+    try:
+        master.serve()
+    except OSError as e:
+        raise Fail(f"cannot serve on {master.api}: {e.strerror or e}") from None
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print /state as JSON.")
+@click.pass_context
+def status(ctx, as_json):
+    """Nodes, services and containers with their uptimes."""
+    _, state = _call(ctx, "GET", "/state")
+    if as_json:
+        click.echo(json.dumps(state, indent=2))
+        return
+    m = state["master"]
+    click.echo(f"master {m['name']} ({m['role']}) at {m['api']}, pid {m['pid']}, "
+               f"up {tables.duration(m['uptime_s'])}\n")
+    click.echo(tables.nodes_table(state["nodes"]) + "\n")
+    click.echo(tables.services_table(state["services"]) + "\n")
+    click.echo(tables.containers_table(state["containers"]))
+
+
+@main.group()
+def service():
+    """Create, list, scale and remove services."""
+
+
+def _pairs(values, what):
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise Fail(f"{what} {v!r} must look like KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _print_service(svc):
+    click.echo(f"service {svc['name']} v{svc['version']}: {svc['status']}, "
+               f"{svc['replicas']['running']}/{svc['replicas']['desired']} running"
+               + (f" ({svc['error']})" if svc.get("error") else ""))
+    if svc.get("containers"):
+        click.echo(tables.containers_table(svc["containers"]))
+
+
+@service.command("create")
+@click.argument("name")
+@click.option("--image", required=True)
+@click.option("--replicas", type=int, default=1, show_default=True)
+@click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option("--publish", "-p", multiple=True, help="PUBLISHED:TARGET[/udp], repeatable.")
+@click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option("--restart", type=click.Choice(["always", "on-failure", "never"]), default="always", show_default=True)
+@click.option("--cmd", default=None, help="Command to run, split like a shell would.")
+@click.option("--no-wait", is_flag=True, help="Answer at once instead of waiting until converged.")
+@click.pass_context
+def service_create(ctx, name, image, replicas, env, publish, label, restart, cmd, no_wait):
+    """Create a service and wait until it runs."""
+    body = {"name": name, "image": image, "replicas": replicas, "restart": restart,
+            "env": _pairs(env, "--env"), "labels": _pairs(label, "--label"), "ports": list(publish)}
+    if cmd is not None:
+        body["command"] = cmd
+    code, svc = _call(ctx, "POST", "/service", body, {"wait": "false" if no_wait else "true"})
+    _print_service(svc)
+    if svc["status"] == "failed":
+        sys.exit(1)
+
+
+@service.command("ls")
+@click.pass_context
+def service_ls(ctx):
+    """List services."""
+    _, services = _call(ctx, "GET", "/service")
+    click.echo(tables.services_table(services))
+
+
+@service.command("ps")
+@click.argument("name")
+@click.pass_context
+def service_ps(ctx, name):
+    """The containers of one service."""
+    _, svc = _call(ctx, "GET", f"/service/{name}")
+    _print_service(svc)
+
+
+@service.command("scale")
+@click.argument("name")
+@click.argument("replicas", type=int)
+@click.option("--no-wait", is_flag=True)
+@click.pass_context
+def service_scale(ctx, name, replicas, no_wait):
+    """Change the number of replicas."""
+    _, svc = _call(ctx, "PATCH", f"/service/{name}", {"replicas": replicas},
+                   {"wait": "false" if no_wait else "true"})
+    _print_service(svc)
+
+
+@service.command("update")
+@click.argument("name")
+@click.option("--image", default=None)
+@click.option("--no-wait", is_flag=True)
+@click.pass_context
+def service_update(ctx, name, image, no_wait):
+    """Change a service's image (its containers are replaced)."""
+    body = {k: v for k, v in {"image": image}.items() if v is not None}
+    if not body:
+        raise Fail("nothing to change: give --image")
+    _, svc = _call(ctx, "PATCH", f"/service/{name}", body, {"wait": "false" if no_wait else "true"})
+    _print_service(svc)
+
+
+@service.command("rm")
+@click.argument("name")
+@click.option("--no-wait", is_flag=True)
+@click.pass_context
+def service_rm(ctx, name, no_wait):
+    """Remove a service and its containers."""
+    _, payload = _call(ctx, "DELETE", f"/service/{name}", params={"wait": "false" if no_wait else "true"})
+    click.echo(payload.get("message") or f"service {name} is being deleted")
+
+
+@main.group()
+def sandbox():
+    """A local cluster of real nodes (sshd + dockerd pairs on 127.0.0.x)."""
+
+
+def _sandbox_call(fn, *args):
+    from sandbox.cluster import SandboxError
+    try:
+        return fn(*args)
+    except SandboxError as e:
+        raise Fail(str(e)) from None
+
+
+@sandbox.command("up")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 40))
+@click.option("--dir", "directory", default=os.path.join(HERE, ".sandbox"), show_default=".sandbox")
+@click.option("--base", default=10, show_default=True, type=click.IntRange(1, 200),
+              help="Node i listens on 127.0.0.(BASE+i).")
+@click.option("--api", default="127.0.0.1:7070", show_default=True, help="Master API address to write.")
+def sandbox_up(nodes, directory, base, api):
+    """Start (or repair) the sandbox and write its inventory."""
+    from sandbox import cluster
+    path = _sandbox_call(cluster.up, directory, nodes, base, api)
+    click.echo(f"sandbox ready: inventory {path}")
+
+
+@sandbox.command("down")
+@click.option("--dir", "directory", default=os.path.join(HERE, ".sandbox"), show_default=".sandbox")
+def sandbox_down(directory):
+    """Stop the sandbox's nodes and remove its data."""
+    from sandbox import cluster
+    _sandbox_call(cluster.down, directory)
+    click.echo("sandbox removed")
+
+
+@sandbox.command("status")
+@click.option("--dir", "directory", default=os.path.join(HERE, ".sandbox"), show_default=".sandbox")
+def sandbox_status(directory):
+    """Processes of the sandbox's nodes."""
+    from sandbox import cluster
+    rows = _sandbox_call(cluster.status, directory)
+    click.echo(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Helpers of the command line: the API client and table printing."""

@@ -1,0 +1,39 @@
+"""Plain-text tables for `status`, `service ls` and `service ps`."""
+
+
+def table(headers, rows):
+    rows = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def duration(seconds):
+    if seconds is None:
+        return None
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def nodes_table(nodes):
+    return table(["node", "address", "status", "containers", "last seen"],
+                 [[n["name"], n["address"], n["status"], n["containers"], n.get("last_seen")] for n in nodes])
+
+
+def services_table(services):
+    return table(["service", "image", "replicas", "status", "version"],
+                 [[s["name"], s["spec"]["image"], f"{s['replicas']['running']}/{s['replicas']['desired']}",
+                   s["status"], s["version"]] for s in services])
+
+
+def containers_table(containers):
+    return table(["container", "service", "slot", "node", "image", "status", "uptime"],
+                 [[c["name"], c["service"], c["slot"], c["node"], c["image"], c["status"],
+                   duration(c.get("uptime_s"))] for c in containers])

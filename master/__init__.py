@@ -1,0 +1,1 @@
+"""The daemon: reconcile loop, probers, API, and their wiring."""

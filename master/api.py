@@ -1,0 +1,169 @@
+"""The REST API (Bottle). The only module that imports bottle.
+
+It validates requests and writes desired records; it never touches a node.
+Reads are served from the master's memory (master/view.py). Every error
+body is JSON: {"message": ..., "errors": [{"field", "message"}]?}.
+"""
+import json
+
+import bottle
+
+from master import openapi
+from master.validate import Invalid, service_body, check_name
+from store.state import Conflict, Missing
+
+MAX_BODY = 1024 * 1024
+
+
+class HTTPError(Exception):
+    def __init__(self, status, message, errors=None):
+        super().__init__(message)
+        self.status, self.message, self.errors = status, message, errors
+
+
+def _json(status, payload):
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    return json.dumps(payload, indent=None)
+
+
+def _body():
+    length = bottle.request.content_length
+    if length > MAX_BODY:
+        raise HTTPError(413, f"request body larger than {MAX_BODY} bytes")
+    raw = bottle.request.body.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise HTTPError(413, f"request body larger than {MAX_BODY} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HTTPError(400, f"body is not valid JSON: {e}")
+
+
+def _flag(name, default=True):
+    value = bottle.request.query.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise HTTPError(400, f"query parameter {name} must be true or false")
+
+
+def _timeout(default):
+    value = bottle.request.query.get("timeout")
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise HTTPError(400, "query parameter timeout must be a number of seconds") from None
+    if not 0 <= seconds <= 600:
+        raise HTTPError(400, "query parameter timeout must be 0-600 seconds")
+    return seconds
+
+
+def make_app(master):
+    app = bottle.Bottle(catchall=True)
+    store, views = master.store, master.views
+
+    def route(path, method="GET"):
+        def wrap(fn):
+            def handler(**kw):
+                try:
+                    status, payload = fn(**kw)
+                except HTTPError as e:
+                    status, payload = e.status, {"message": e.message}
+                    if e.errors:
+                        payload["errors"] = e.errors
+                except Invalid as e:
+                    status, payload = 422, {"message": "invalid service", "errors": e.errors}
+                except Conflict as e:
+                    status, payload = 409, {"message": str(e)}
+                except Missing as e:
+                    status, payload = 404, {"message": str(e)}
+                return _json(status, payload)
+            app.route(path, method, handler)
+            return fn
+        return wrap
+
+    def existing(name):
+        check_name(name)
+        service = store.service(name)
+        if service is None:
+            raise Missing(f"no service named {name!r}")
+        return service
+
+    def answer(service, created):
+        wait = _flag("wait")
+        if not wait:
+            return 202, views.service(service)
+        timeout = _timeout(master.settings["converge_timeout"])
+        done = master.wait_settled(service.name, service.version, timeout)
+        current = store.service(service.name) or service
+        return (201 if created else 200) if done else 202, views.service(current)
+
+    @route("/health")
+    def health():
+        return 200, {"status": "ok", "master": master.name}
+
+    @route("/state")
+    def state():
+        return 200, views.state()
+
+    @route("/openapi.json")
+    def spec():
+        return 200, openapi.document()
+
+    @route("/service")
+    def list_services():
+        return 200, views.services()
+
+    @route("/service", "POST")
+    def create():
+        body = _body()
+        name, spec, replicas = service_body(body, len(master.inventory.nodes))
+        service = store.create_service(name, spec, replicas, master.now_iso())
+        master.loop.event("created", f"service {name} v1: {replicas} x {spec.image}", service=name)
+        master.loop.wake()
+        return answer(service, created=True)
+
+    @route("/service/<name>")
+    def show(name):
+        return 200, views.service(existing(name))
+
+    @route("/service/<name>", "PATCH")
+    def patch(name):
+        current = existing(name)
+        body = _body()
+        base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
+        _, spec, replicas = service_body(body, len(master.inventory.nodes), base=base)
+        service = store.update_service(name, spec, replicas, master.now_iso())
+        if service.version != current.version:
+            master.loop.event("updated", f"service {name} v{service.version}: {replicas} x {spec.image}",
+                              service=name)
+            master.loop.wake()
+        return answer(service, created=False)
+
+    @route("/service/<name>", "DELETE")
+    def delete(name):
+        existing(name)
+        service = store.mark_delete(name, master.now_iso())
+        master.loop.event("deleting", f"service {name} marked for deletion", service=name)
+        master.loop.wake()
+        if not _flag("wait"):
+            return 202, views.service(service)
+        done = master.wait_settled(name, service.version, _timeout(master.settings["converge_timeout"]))
+        if done:
+            return 200, {"message": f"service {name} deleted", "name": name}
+        return 202, views.service(store.service(name) or service)
+
+    def error_handler(res):
+        bottle.response.content_type = "application/json"
+        messages = {404: "no such endpoint", 405: "method not allowed"}
+        return json.dumps({"message": messages.get(res.status_code, res.status_line)})
+
+    for code in (400, 404, 405, 413, 500):
+        app.error(code)(error_handler)
+    return app

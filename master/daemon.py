@@ -1,0 +1,95 @@
+"""The master process: wires inventory, store, fleet, probers, loop and API.
+
+`Master(inventory).serve()` runs until SIGTERM/SIGINT, then stops the loop,
+the probers and the HTTP server, and closes the SSH connections.
+"""
+import signal
+import threading
+import time
+
+from cheroot import wsgi
+
+from master.api import make_app
+from master.loop import Loop, iso
+from master.observe import Observation, Prober
+from master.view import Views
+from model import DELETE
+from remote.transport import Fleet
+from store.state import Store
+
+
+class Master:
+    def __init__(self, inventory, name=None, clock=time.monotonic, wall=time.time):
+        me = inventory.master(name)
+        self.inventory, self.name, self.api = inventory, me["name"], me["api"]
+        self.settings = s = inventory.settings
+        self.started_wall = wall()
+        self.started_at = iso(self.started_wall)
+        self.store = Store(s["state_file"])
+        self.fleet = Fleet(inventory.nodes, s["known_hosts"], s["connect_timeout"],
+                           s["command_timeout"], int(s["per_node_parallelism"]))
+        self.observation = Observation([n.name for n in inventory.nodes], s, clock=clock)
+        self.loop = Loop(self.store, self.fleet, self.observation, s, clock=clock, wall=wall)
+        self.probers = [Prober(n.name, self.fleet, self.observation, self.loop.stopping, self.now_iso)
+                        for n in inventory.nodes]
+        self.views = Views(self)
+        self.app = make_app(self)
+        self.server = None
+
+    def now_iso(self):
+        return iso(self.loop.wall())
+
+    def wait_settled(self, name, version, timeout):
+        """Block until the service's `version` converged, failed or (when
+        deleting) is gone; False on timeout."""
+        deadline = self.loop.clock() + timeout
+        with self.loop.lock:
+            while True:
+                service = self.store.service(name)
+                if service is None or service.version > version:
+                    return True
+                if service.state != DELETE:
+                    now = self.loop.clock()
+                    statuses = self.observation.statuses(now)
+                    observed = self.observation.containers()
+                    if self.loop.service_status(service, observed, statuses) in ("running", "failed"):
+                        return True
+                left = deadline - self.loop.clock()
+                if left <= 0:
+                    return False
+                self.loop.lock.wait(min(left, 0.5))
+
+    def start(self):
+        for p in self.probers:
+            p.start()
+        self.loop.start()
+        self.loop.event("master", f"master {self.name} started")
+
+    def stop(self):
+        self.loop.stop()
+        if self.server is not None:
+            self.server.stop()
+        self.loop.join(timeout=5)
+        self.loop.flush_events()
+        self.fleet.close()
+        self.store.close()
+
+    def serve(self):
+        host, port = self.api.rsplit(":", 1)
+        self.server = wsgi.Server((host.strip("[]"), int(port)), self.app, numthreads=16,
+                                  server_name="bicycle")
+        stop = threading.Event()
+
+        def on_signal(signum, frame):
+            stop.set()
+            threading.Thread(target=self.server.stop, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            self.server.prepare()
+            print(f"bicycle master {self.name} listening on http://{self.api}", flush=True)
+            self.server.serve()
+        finally:
+            self.stop()

@@ -1,0 +1,142 @@
+"""Reading inventory.yml: nodes, masters, settings.
+
+Paths in the file are relative to the file's own folder. An invalid file
+raises InventoryError with one line naming the field and, where known, the line.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from model import NodeInfo
+
+NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9a-fA-F:]+\]?$")
+API = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
+
+DEFAULTS = {
+    "state_file": "state.json",
+    "known_hosts": "known_hosts",
+    "probe_interval": 1.0,
+    "down_after": 5.0,
+    "connect_timeout": 5.0,
+    "command_timeout": 120.0,
+    "per_node_parallelism": 4,
+    "converge_timeout": 60.0,
+    "rebalance_parallelism": 1,
+}
+NUMBERS = {k for k, v in DEFAULTS.items() if isinstance(v, (int, float))}
+
+
+class InventoryError(Exception):
+    pass
+
+
+@dataclass
+class Inventory:
+    path: str
+    nodes: list
+    masters: list                      # [{"name": ..., "api": "host:port"}]
+    settings: dict = field(default_factory=dict)
+
+    def master(self, name=None):
+        if name is None:
+            return self.masters[0]
+        for m in self.masters:
+            if m["name"] == name:
+                return m
+        raise InventoryError(f"{self.path}: no master named {name!r} in masters:")
+
+
+def _where(node, key=None):
+    try:
+        line = (node.lc.key(key)[0] if key is not None else node.lc.line) + 1
+        return f" (line {line})"
+    except Exception:
+        return ""
+
+
+def load(path):
+    path = os.path.abspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = YAML(typ="rt").load(f)
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: inventory file not found") from None
+    except YAMLError as e:
+        raise InventoryError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: must be a mapping with nodes:, masters: and settings:")
+    base = os.path.dirname(path)
+    unknown = sorted(set(data) - {"nodes", "masters", "settings"})
+    if unknown:
+        raise InventoryError(f"{path}: unknown top-level field {unknown[0]!r}{_where(data, unknown[0])}")
+
+    def fail(msg, where=""):
+        raise InventoryError(f"{path}: {msg}{where}")
+
+    nodes_raw = data.get("nodes")
+    if not isinstance(nodes_raw, list) or not nodes_raw:
+        fail("nodes: must be a non-empty list", _where(data, "nodes") if "nodes" in data else "")
+    nodes = []
+    for i, n in enumerate(nodes_raw):
+        if not isinstance(n, dict):
+            fail(f"nodes[{i}]: must be a mapping")
+        extra = sorted(set(n) - {"name", "host", "port", "user", "key", "labels"})
+        if extra:
+            fail(f"nodes[{i}].{extra[0]}: unknown field", _where(n, extra[0]))
+        name, host, user = n.get("name"), n.get("host"), n.get("user", "root")
+        if not isinstance(name, str) or not NODE_NAME.match(name):
+            fail(f"nodes[{i}].name: must be lowercase letters, digits or '-'", _where(n))
+        if not isinstance(host, str) or not HOST.match(host):
+            fail(f"nodes[{i}].host: must be a host name or IP address", _where(n))
+        port = n.get("port", 22)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            fail(f"nodes[{i}].port: must be an integer 1-65535", _where(n, "port") if "port" in n else "")
+        if not isinstance(user, str) or not USER.match(user):
+            fail(f"nodes[{i}].user: must be a valid user name", _where(n))
+        key = n.get("key")
+        if key is not None and not isinstance(key, str):
+            fail(f"nodes[{i}].key: must be a path", _where(n, "key"))
+        labels = n.get("labels") or {}
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            fail(f"nodes[{i}].labels: must be a mapping of strings", _where(n))
+        nodes.append(NodeInfo(name=name, host=host, port=port, user=user,
+                              key=os.path.join(base, key) if key else None,
+                              labels=tuple(sorted((str(k), v) for k, v in labels.items()))))
+    names = [n.name for n in nodes]
+    dup = {x for x in names if names.count(x) > 1}
+    if dup:
+        fail(f"nodes: name {sorted(dup)[0]!r} appears twice")
+
+    masters_raw = data.get("masters") or [{"name": "m1", "api": "127.0.0.1:7070"}]
+    if not isinstance(masters_raw, list):
+        fail("masters: must be a list", _where(data, "masters"))
+    masters = []
+    for i, m in enumerate(masters_raw):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not NODE_NAME.match(m["name"]):
+            fail(f"masters[{i}].name: must be lowercase letters, digits or '-'", _where(m) if isinstance(m, dict) else "")
+        api = m.get("api")
+        match = API.match(api) if isinstance(api, str) else None
+        if not match or not 1 <= int(match.group(2)) <= 65535:
+            fail(f"masters[{i}].api: must be HOST:PORT", _where(m))
+        masters.append({"name": m["name"], "api": api})
+
+    settings_raw = data.get("settings") or {}
+    if not isinstance(settings_raw, dict):
+        fail("settings: must be a mapping", _where(data, "settings"))
+    settings = dict(DEFAULTS)
+    for key, value in settings_raw.items():
+        if key not in DEFAULTS:
+            fail(f"settings.{key}: unknown setting", _where(settings_raw, key))
+        if key in NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            fail(f"settings.{key}: must be a positive number", _where(settings_raw, key))
+        if key not in NUMBERS and not isinstance(value, str):
+            fail(f"settings.{key}: must be a path", _where(settings_raw, key))
+        settings[key] = value
+    for key in ("state_file", "known_hosts"):
+        settings[key] = os.path.join(base, settings[key])
+    return Inventory(path=path, nodes=nodes, masters=masters, settings=settings)

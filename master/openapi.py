@@ -1,0 +1,110 @@
+"""The OpenAPI 3.0 description of the REST API, served at /openapi.json."""
+
+ERROR = {"type": "object", "required": ["message"], "properties": {
+    "message": {"type": "string"},
+    "errors": {"type": "array", "items": {"type": "object", "properties": {
+        "field": {"type": "string"}, "message": {"type": "string"}}}}}}
+
+PORT = {"oneOf": [
+    {"type": "string", "pattern": r"^\d{1,5}:\d{1,5}(/(tcp|udp))?$", "example": "8080:80"},
+    {"type": "object", "additionalProperties": False, "required": ["published", "target"], "properties": {
+        "published": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "target": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "protocol": {"type": "string", "enum": ["tcp", "udp"]}}}]}
+
+SPEC_FIELDS = {
+    "image": {"type": "string", "maxLength": 400, "example": "bicycle/demo:1"},
+    "replicas": {"type": "integer", "minimum": 0, "maximum": 1000},
+    "command": {"oneOf": [{"type": "string"}, {"type": "array", "maxItems": 100, "items": {"type": "string"}}]},
+    "env": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"}},
+    "ports": {"type": "array", "maxItems": 100, "items": PORT},
+    "labels": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"}},
+    "restart": {"type": "string", "enum": ["always", "on-failure", "never"], "default": "always"},
+}
+NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
+
+CONTAINER = {"type": "object", "properties": {
+    "id": {"type": "string"}, "name": {"type": "string"}, "service": {"type": "string"},
+    "slot": {"type": "integer"}, "node": {"type": "string"}, "image": {"type": "string"},
+    "status": {"type": "string"}, "created_at": {"type": "string"},
+    "started_at": {"type": "string", "nullable": True}, "uptime_s": {"type": "number", "nullable": True}}}
+
+SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "replicas"], "properties": {
+    "name": NAME,
+    "spec": {"type": "object"},
+    "version": {"type": "integer"},
+    "state": {"type": "string", "enum": ["NEW", "RUNNING", "DELETE"]},
+    "status": {"type": "string", "enum": ["converging", "running", "failed", "deleting"]},
+    "replicas": {"type": "object", "properties": {"desired": {"type": "integer"}, "running": {"type": "integer"}}},
+    "created_at": {"type": "string", "nullable": True},
+    "updated_at": {"type": "string", "nullable": True},
+    "error": {"type": "string"},
+    "containers": {"type": "array", "items": CONTAINER}}}
+
+STATE = {"type": "object", "required": ["master", "nodes", "services", "containers"], "properties": {
+    "master": {"type": "object", "properties": {
+        "name": {"type": "string"}, "pid": {"type": "integer"}, "api": {"type": "string"},
+        "started_at": {"type": "string"}, "uptime_s": {"type": "number"}, "role": {"type": "string"}}},
+    "nodes": {"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "address": {"type": "string"},
+        "status": {"type": "string", "enum": ["ready", "suspect", "down", "unknown"]},
+        "last_seen": {"type": "string", "nullable": True}, "containers": {"type": "integer"}}}},
+    "services": {"type": "array", "items": SERVICE},
+    "containers": {"type": "array", "items": CONTAINER}}}
+
+
+def _json(schema):
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes):
+    text = {400: "malformed request", 404: "no such service", 409: "name taken or conflicting change",
+            413: "body larger than 1 MiB", 422: "invalid fields"}
+    return {str(c): dict(description=text[c], **_json(ERROR)) for c in codes}
+
+
+WAIT = [{"name": "wait", "in": "query", "schema": {"type": "boolean", "default": True},
+         "description": "wait until converged (bounded); false answers 202 at once"},
+        {"name": "timeout", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 600}}]
+PATH_NAME = {"name": "name", "in": "path", "required": True, "schema": NAME}
+
+
+def document():
+    create = {"type": "object", "additionalProperties": False, "required": ["name", "image", "replicas"],
+              "properties": dict(SPEC_FIELDS, name=NAME)}
+    patch = {"type": "object", "additionalProperties": False, "properties": SPEC_FIELDS}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Bicycle", "version": "1.0",
+                 "description": "Agentless Docker orchestrator: desired services over SSH-driven engines."},
+        "paths": {
+            "/health": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
+            "/state": {"get": {"summary": "the whole cluster from the master's memory",
+                               "responses": {"200": dict(description="cluster state", **_json(STATE))}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}},
+            "/service": {
+                "get": {"summary": "list services",
+                        "responses": {"200": dict(description="services", **_json({"type": "array", "items": SERVICE}))}},
+                "post": {"summary": "create a service and wait until it converged",
+                         "parameters": WAIT,
+                         "requestBody": {"required": True, **_json(create)},
+                         "responses": {"201": dict(description="converged or failed", **_json(SERVICE)),
+                                       "202": dict(description="accepted, still converging", **_json(SERVICE)),
+                                       **_errors(400, 409, 413, 422)}}},
+            "/service/{name}": {
+                "parameters": [PATH_NAME],
+                "get": {"summary": "one service with its containers",
+                        "responses": {"200": dict(description="service", **_json(SERVICE)), **_errors(404, 422)}},
+                "patch": {"summary": "change replicas or spec",
+                          "parameters": WAIT,
+                          "requestBody": {"required": True, **_json(patch)},
+                          "responses": {"200": dict(description="converged", **_json(SERVICE)),
+                                        "202": dict(description="still converging", **_json(SERVICE)),
+                                        **_errors(400, 404, 409, 413, 422)}},
+                "delete": {"summary": "remove a service and its containers",
+                           "parameters": WAIT,
+                           "responses": {"200": dict(description="deleted", **_json(ERROR)),
+                                         "202": dict(description="deleting", **_json(SERVICE)),
+                                         **_errors(400, 404, 409, 422)}}},
+        },
+    }

@@ -1,0 +1,107 @@
+"""JSON views of the cluster, built from the master's memory only.
+
+`/state` and `GET /service` never call a node: they read the last
+observation, the store and the loop's bookkeeping under the loop's lock.
+"""
+import os
+import re
+from datetime import datetime
+
+from model import DOWN
+
+
+def _parse(ts):
+    """Docker's RFC 3339 times carry nanoseconds; Python takes microseconds."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", ts or "")
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    zone = m.group(3) or "Z"
+    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if zone == "Z" else zone)).timestamp()
+
+
+def uptime(started_at, wall_now):
+    started = _parse(started_at) if started_at else None
+    return None if started is None else round(max(0.0, wall_now - started), 1)
+
+
+def container_view(c, wall_now):
+    return {"id": c.id[:12], "name": c.name, "service": c.service, "slot": c.slot, "node": c.node,
+            "image": c.image, "status": c.status, "created_at": c.created_at,
+            "started_at": c.started_at or None,
+            "uptime_s": uptime(c.started_at, wall_now) if c.running else None}
+
+
+class Views:
+    def __init__(self, master):
+        self.m = master
+
+    def _snapshot(self):
+        loop = self.m.loop
+        now = loop.clock()
+        statuses = loop.obs.statuses(now)
+        observed = [c for c in loop.obs.containers() if statuses.get(c.node) != DOWN]
+        return now, statuses, observed
+
+    def service(self, service, with_containers=True):
+        loop = self.m.loop
+        with loop.lock:
+            now, statuses, observed = self._snapshot()
+            return self._service(service, statuses, observed, with_containers)
+
+    def _service(self, service, statuses, observed, with_containers):
+        loop = self.m.loop
+        record = self.m.store.record(service.name) or {}
+        view = {
+            "name": service.name,
+            "spec": service.spec.to_dict(),
+            "version": service.version,
+            "state": service.state,
+            "status": loop.service_status(service, observed, statuses),
+            "replicas": {"desired": service.replicas,
+                         "running": loop.replicas_running(service, observed, statuses)},
+            "created_at": record.get("created_at"),
+            "updated_at": record.get("updated_at"),
+        }
+        error = loop.service_error(service.name)
+        if error:
+            view["error"] = error
+        if with_containers:
+            wall = loop.wall()
+            mine = sorted((c for c in observed if c.service == service.name), key=lambda c: (c.slot, c.node))
+            view["containers"] = [container_view(c, wall) for c in mine]
+        return view
+
+    def services(self):
+        loop = self.m.loop
+        with loop.lock:
+            now, statuses, observed = self._snapshot()
+            return [self._service(s, statuses, observed, False)
+                    for s in sorted(self.m.store.services(), key=lambda s: s.name)]
+
+    def state(self):
+        loop = self.m.loop
+        with loop.lock:
+            now, statuses, observed = self._snapshot()
+            wall = loop.wall()
+            everything = loop.obs.containers()
+            nodes = []
+            for info in self.m.inventory.nodes:
+                ns = loop.obs.nodes[info.name]
+                nodes.append({"name": info.name, "address": info.address, "user": info.user,
+                              "labels": dict(info.labels), "status": statuses[info.name],
+                              "last_seen": ns.last_seen, "error": ns.error or None,
+                              "containers": sum(1 for c in everything if c.node == info.name)})
+            services = [self._service(s, statuses, observed, False)
+                        for s in sorted(self.m.store.services(), key=lambda s: s.name)]
+            containers = [container_view(c, wall)
+                          for c in sorted(everything, key=lambda c: (c.service, c.slot, c.node))]
+            return {
+                "master": {"name": self.m.name, "pid": os.getpid(), "api": self.m.api,
+                           "started_at": self.m.started_at,
+                           "uptime_s": round(wall - self.m.started_wall, 1), "role": "leader",
+                           "reconcile_seconds": round(loop.reconcile_seconds, 4)},
+                "nodes": nodes,
+                "services": services,
+                "containers": containers,
+            }

@@ -1,0 +1,1 @@
+"""The only SSH code: persistent connections, fan-out, command builders and output parsers."""

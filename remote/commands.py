@@ -1,0 +1,48 @@
+"""Pure builders of the command lines Bicycle sends to nodes.
+
+Each returns an argv list; the transport turns it into one remote command line
+with shlex.join, the one place where quoting happens.
+"""
+from model import LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC, LABEL_EPOCH
+
+DOCKER_RESTART = {"always": "always", "on-failure": "on-failure", "never": "no"}
+
+# docker inspect on every labelled container, as one JSON array ("[]" when none).
+# Also the health probe: it needs both sshd and the engine to answer.
+LIST_SCRIPT = (
+    f"ids=$(docker ps -aq --no-trunc --filter label={LABEL_SERVICE}) || exit 3; "
+    'if [ -z "$ids" ]; then echo "[]"; else docker inspect $ids; fi'
+)
+
+
+def list_containers():
+    return ["sh", "-c", LIST_SCRIPT]
+
+
+def container_name(service, slot, suffix):
+    return f"{service}.{slot}.{suffix}"
+
+
+def run(name, service, slot, spec, epoch=0):
+    """docker run for one slot of a service; spec is a model.ServiceSpec."""
+    argv = ["docker", "run", "-d", "--name", name,
+            "--label", f"{LABEL_SERVICE}={service}",
+            "--label", f"{LABEL_SLOT}={slot}",
+            "--label", f"{LABEL_SPEC}={spec.digest()}",
+            "--label", f"{LABEL_EPOCH}={epoch}",
+            "--restart", DOCKER_RESTART[spec.restart]]
+    for key, value in spec.labels:
+        argv += ["--label", f"{key}={value}"]
+    for key, value in spec.env:
+        argv += ["--env", f"{key}={value}"]
+    for port in spec.ports:
+        argv += ["--publish", port.flag()]
+    return argv + ["--", spec.image, *spec.command]
+
+
+def remove(container_id):
+    return ["docker", "rm", "-f", container_id]
+
+
+def image_id(image):
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", image]

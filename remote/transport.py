@@ -1,0 +1,174 @@
+"""Persistent SSH connections to nodes and the parallel fan-out over them.
+
+One fabric Connection (paramiko underneath) per node, opened on first use,
+reused by every command (each command is one channel on the same transport)
+and re-opened after a failure. Host keys are pinned: only keys in Bicycle's
+known_hosts are accepted (paramiko RejectPolicy), never added on the fly.
+"""
+import shlex
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import fabric
+import paramiko
+
+
+class RemoteError(Exception):
+    """A node could not be reached or did not answer in time."""
+
+
+class HostKeyError(RemoteError):
+    """The node presented a host key that is not pinned."""
+
+
+@dataclass(frozen=True)
+class Result:
+    exit: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self):
+        return self.exit == 0
+
+
+class NodeConnection:
+    """The one SSH connection to one node."""
+
+    def __init__(self, node, known_hosts, connect_timeout=5.0, command_timeout=120.0):
+        self.node = node
+        self.known_hosts = known_hosts
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._conn = None
+        self._lock = threading.Lock()
+        self.opened = 0           # how many times a connection was opened (tests read it)
+
+    def _transport(self):
+        with self._lock:
+            conn = self._conn
+            if conn is not None and conn.transport is not None and conn.transport.is_active():
+                return conn.transport
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            conn = fabric.Connection(
+                self.node.host, user=self.node.user, port=self.node.port,
+                config=fabric.Config(lazy=True, overrides={"load_ssh_configs": False}),
+                connect_timeout=self.connect_timeout,
+                connect_kwargs={
+                    "key_filename": [self.node.key] if self.node.key else [],
+                    "look_for_keys": False, "allow_agent": False,
+                    "auth_timeout": self.connect_timeout, "banner_timeout": self.connect_timeout,
+                })
+            # Fabric adds unknown host keys by default; Bicycle pins them.
+            conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            if self.known_hosts:
+                conn.client.load_host_keys(self.known_hosts)
+            try:
+                conn.open()
+            except paramiko.SSHException as e:
+                conn.close()
+                if "not found in known_hosts" in str(e) or isinstance(e, paramiko.BadHostKeyException):
+                    raise HostKeyError(f"{self.node.name}: host key not trusted: {e}") from None
+                raise RemoteError(f"{self.node.name}: ssh: {e}") from None
+            except (OSError, EOFError) as e:
+                conn.close()
+                raise RemoteError(f"{self.node.name}: cannot connect to {self.node.address}: {e}") from None
+            conn.transport.set_keepalive(max(1, int(self.connect_timeout)))
+            self._conn = conn
+            self.opened += 1
+            return conn.transport
+
+    def run(self, argv, timeout=None, stdin=None):
+        """Run argv on the node; returns Result whatever the exit code.
+
+        Raises RemoteError when the node cannot be reached or the command
+        outlives `timeout` (the connection is dropped then, to be re-opened).
+        """
+        command = shlex.join(argv)
+        timeout = self.command_timeout if timeout is None else timeout
+        start = time.monotonic()
+        transport = self._transport()
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+                chan.shutdown_write()
+            out, err = _drain(chan, start + timeout)
+            code = chan.recv_exit_status()
+            chan.close()
+        except (paramiko.SSHException, OSError, EOFError, socket.timeout) as e:
+            self.close()
+            raise RemoteError(f"{self.node.name}: {type(e).__name__}: {e}") from None
+        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"),
+                      time.monotonic() - start)
+
+    def close(self):
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _drain(chan, deadline):
+    out, err = bytearray(), bytearray()
+    while True:
+        if time.monotonic() > deadline:
+            raise socket.timeout("command timed out")
+        if chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+            continue
+        data = chan.recv(65536)      # blocks up to the channel timeout
+        if data:
+            out += data
+            continue
+        # stdout closed: collect what is left on stderr
+        while chan.recv_stderr_ready() or not chan.exit_status_ready():
+            chunk = chan.recv_stderr(65536)
+            if not chunk:
+                break
+            err += chunk
+        return bytes(out), bytes(err)
+
+
+class Fleet:
+    """Connections to every node of an inventory and the fan-out over them."""
+
+    def __init__(self, nodes, known_hosts, connect_timeout=5.0, command_timeout=120.0, per_node=4):
+        self.connections = {n.name: NodeConnection(n, known_hosts, connect_timeout, command_timeout)
+                            for n in nodes}
+        self.slots = {n.name: threading.BoundedSemaphore(per_node) for n in nodes}
+        self.pool = ThreadPoolExecutor(max_workers=max(4, len(nodes) * (per_node + 1)),
+                                       thread_name_prefix="remote")
+
+    def run(self, node, argv, timeout=None, stdin=None):
+        """One command on one node, at most `per_node` at once per node."""
+        with self.slots[node]:
+            return self.connections[node].run(argv, timeout, stdin)
+
+    def fan_out(self, fn, nodes=None):
+        """fn(node_name) on every node in parallel -> {node: result or exception}."""
+        nodes = list(self.connections) if nodes is None else list(nodes)
+        futures = {n: self.pool.submit(fn, n) for n in nodes}
+        results = {}
+        for n, f in futures.items():
+            try:
+                results[n] = f.result()
+            except Exception as e:     # a bad node is data, never a stopped sweep
+                results[n] = e
+        return results
+
+    def submit(self, fn, *args):
+        return self.pool.submit(fn, *args)
+
+    def close(self):
+        for c in self.connections.values():
+            c.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)

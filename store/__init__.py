@@ -1,0 +1,1 @@
+"""The only TinyDB code: the desired state behind one lock, written atomically."""

@@ -1,0 +1,54 @@
+"""A TinyDB storage that never leaves a torn file.
+
+Every write goes to a temporary file in the same folder, is fsynced, renamed
+over the old file, and the folder is fsynced: a crash leaves the old or the
+new file. The file is created with mode 0600. Reads are served from memory
+after the first load: this process is the file's only writer.
+"""
+import copy
+import json
+import os
+import tempfile
+
+from tinydb.storages import Storage
+
+
+class AtomicJSONStorage(Storage):
+    def __init__(self, path, **_):
+        self.path = os.path.abspath(path)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._data = None
+
+    def read(self):
+        if self._data is None:
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                return None
+            self._data = json.loads(text) if text.strip() else None
+        return copy.deepcopy(self._data)
+
+    def write(self, data):
+        folder = os.path.dirname(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self._data = copy.deepcopy(data)
+
+    def close(self):
+        pass

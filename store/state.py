@@ -1,0 +1,122 @@
+"""The desired state: services, nodes' stored settings, events.
+
+One TinyDB handle behind one lock. The file backend writes atomically
+(store/atomic.py); `Store(None)` keeps everything in memory (unit tests).
+Callers pass wall-clock time strings in; nothing here reads the clock.
+"""
+import threading
+
+from tinydb import TinyDB, Query
+from tinydb.storages import MemoryStorage
+
+from model import Service, ServiceSpec, NEW, RUNNING, DELETE
+from store.atomic import AtomicJSONStorage
+
+MAX_EVENTS = 1000
+
+
+class Conflict(Exception):
+    pass
+
+
+class Missing(Exception):
+    pass
+
+
+def _service(doc):
+    return Service(name=doc["name"], spec=ServiceSpec.from_dict(doc["spec"]),
+                   replicas=doc["replicas"], version=doc["version"], state=doc["state"])
+
+
+class Store:
+    def __init__(self, path=None):
+        if path is None:
+            self.db = TinyDB(storage=MemoryStorage)
+        else:
+            self.db = TinyDB(path, storage=AtomicJSONStorage)
+        self.lock = threading.RLock()
+        self._services = self.db.table("services", cache_size=0)
+        self._events = self.db.table("events", cache_size=0)
+        self._meta = self.db.table("meta", cache_size=0)
+
+    # -- services ------------------------------------------------------
+    def services(self):
+        with self.lock:
+            return [_service(d) for d in self._services.all()]
+
+    def service(self, name):
+        with self.lock:
+            doc = self._services.get(Query().name == name)
+            return _service(doc) if doc else None
+
+    def record(self, name):
+        """The stored document (with created_at / updated_at), or None."""
+        with self.lock:
+            doc = self._services.get(Query().name == name)
+            return dict(doc) if doc else None
+
+    def create_service(self, name, spec, replicas, now):
+        with self.lock:
+            if self._services.contains(Query().name == name):
+                raise Conflict(f"service {name!r} already exists")
+            self._services.insert({"name": name, "spec": spec.to_dict(), "replicas": replicas,
+                                   "version": 1, "state": NEW, "created_at": now, "updated_at": now})
+            return self.service(name)
+
+    def update_service(self, name, spec, replicas, now):
+        with self.lock:
+            current = self._require(name)
+            if current.state == DELETE:
+                raise Conflict(f"service {name!r} is being deleted")
+            if current.spec == spec and current.replicas == replicas:
+                return current
+            self._services.update({"spec": spec.to_dict(), "replicas": replicas, "state": NEW,
+                                   "version": current.version + 1, "updated_at": now},
+                                  Query().name == name)
+            return self.service(name)
+
+    def mark_delete(self, name, now):
+        with self.lock:
+            current = self._require(name)
+            if current.state != DELETE:
+                self._services.update({"state": DELETE, "version": current.version + 1, "updated_at": now},
+                                      Query().name == name)
+            return self.service(name)
+
+    def mark_running(self, name, version):
+        """The loop saw `version` of the service converge."""
+        with self.lock:
+            self._services.update({"state": RUNNING},
+                                  (Query().name == name) & (Query().version == version) & (Query().state == NEW))
+
+    def remove_service(self, name, version):
+        with self.lock:
+            self._services.remove((Query().name == name) & (Query().version == version)
+                                  & (Query().state == DELETE))
+
+    def _require(self, name):
+        current = self.service(name)
+        if current is None:
+            raise Missing(f"no service named {name!r}")
+        return current
+
+    # -- events --------------------------------------------------------
+    def add_events(self, events):
+        """events: list of dicts with at least time, kind, message. One write."""
+        if not events:
+            return
+        with self.lock:
+            self._events.insert_multiple(events)
+            excess = len(self._events) - MAX_EVENTS
+            if excess > 0:
+                oldest = sorted(doc.doc_id for doc in self._events.all())[:excess]
+                self._events.remove(doc_ids=oldest)
+
+    def events(self, limit=100):
+        with self.lock:
+            docs = sorted(self._events.all(), key=lambda d: d.doc_id)
+            return [dict(d, id=d.doc_id) for d in docs[-limit:]]
+
+    def close(self):
+        with self.lock:
+            self.db.close()

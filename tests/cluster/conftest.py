@@ -1,0 +1,124 @@
+"""Fixtures for tests against a real sandbox: 3 nodes on 127.0.0.21-23,
+each with its own sshd and dockerd, and a real master process.
+
+What runs is checked on the engines themselves (each node's Docker socket),
+not only through Bicycle's answers.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import docker
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from sandbox import cluster  # noqa: E402
+
+SANDBOX = os.path.join(ROOT, ".sandbox-test")
+API = "127.0.0.1:7170"
+BASE = f"http://{API}"
+LABEL = "bicycle.service"
+
+
+class Engines:
+    """Direct access to every node's Docker engine, bypassing Bicycle."""
+
+    def __init__(self, sockets):
+        self.clients = {name: docker.DockerClient(base_url=url, timeout=30) for name, url in sockets.items()}
+
+    def containers(self, service=None, running_only=True):
+        """{node: [container]} of Bicycle-labelled containers."""
+        label = f"{LABEL}={service}" if service else LABEL
+        return {name: [c for c in client.containers.list(all=True, filters={"label": label})
+                       if not running_only or c.status == "running"]
+                for name, client in self.clients.items()}
+
+    def counts(self, service=None):
+        return {name: len(cs) for name, cs in self.containers(service).items()}
+
+    def slots(self, service):
+        """slot -> number of running containers filling it, over all nodes."""
+        out = {}
+        for cs in self.containers(service).values():
+            for c in cs:
+                slot = int(c.labels["bicycle.slot"])
+                out[slot] = out.get(slot, 0) + 1
+        return out
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    path = cluster.up(SANDBOX, nodes=3, base=20, api=API, log=lambda *a: None)
+    yield path
+    if not os.environ.get("BICYCLE_KEEP_SANDBOX"):
+        cluster.down(SANDBOX, log=lambda *a: None)
+
+
+@pytest.fixture(scope="session")
+def engines(sandbox):
+    return Engines(cluster.engines(SANDBOX))
+
+
+class MasterProcess:
+    def __init__(self, inventory, log_path):
+        self.inventory, self.log_path = inventory, log_path
+        self.proc = None
+
+    def start(self, timeout=20):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", self.inventory, "up"],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"master exited {self.proc.returncode}; see {self.log_path}")
+            try:
+                if requests.get(f"{BASE}/health", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("master did not answer /health")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def master(sandbox, tmp_path_factory):
+    m = MasterProcess(sandbox, str(tmp_path_factory.mktemp("master") / "master.log"))
+    m.start()
+    wait_for(lambda: all(n["status"] == "ready" for n in api("GET", "/state").json()["nodes"]), 20)
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def clean(master, engines):
+    """Every test starts and ends with no service and no labelled container."""
+    yield
+    for svc in api("GET", "/service").json():
+        api("DELETE", f"/service/{svc['name']}")
+    wait_for(lambda: not any(engines.containers(running_only=False).values()), 30)
+
+
+def api(method, path, body=None, **kw):
+    return requests.request(method, BASE + path, json=body, timeout=kw.pop("timeout", 90), **kw)
+
+
+def wait_for(predicate, timeout, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

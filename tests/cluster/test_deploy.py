@@ -1,0 +1,116 @@
+"""Deploy, scale, update and delete services on the real sandbox, checked on the engines."""
+import json
+
+import pytest
+
+from conftest import api, wait_for
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+
+def create(name, replicas, image="bicycle/demo:1", **extra):
+    r = api("POST", "/service", dict(name=name, image=image, replicas=replicas, **extra))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_seven_replicas_spread_3_2_2(engines):
+    svc = create("web", 7)
+    assert svc["status"] == "running"
+    assert svc["replicas"] == {"desired": 7, "running": 7}
+    assert sorted(engines.counts("web").values()) == [2, 2, 3]
+    assert engines.slots("web") == {slot: 1 for slot in range(1, 8)}
+    # The answer names the same containers the engines run.
+    on_engines = {c.name for cs in engines.containers("web").values() for c in cs}
+    assert {c["name"] for c in svc["containers"]} == on_engines
+
+
+def test_scale_down_and_up_keeps_spread(engines):
+    create("web", 7)
+    r = api("PATCH", "/service/web", {"replicas": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["replicas"] == {"desired": 2, "running": 2}
+    assert sorted(engines.counts("web").values()) == [0, 1, 1]
+    assert engines.slots("web") == {1: 1, 2: 1}
+
+    r = api("PATCH", "/service/web", {"replicas": 10})
+    assert r.status_code == 200, r.text
+    assert sorted(engines.counts("web").values()) == [3, 3, 4]
+    assert engines.slots("web") == {slot: 1 for slot in range(1, 11)}
+
+
+def test_delete_leaves_no_labelled_container(engines):
+    create("web", 4)
+    r = api("DELETE", "/service/web")
+    assert r.status_code == 200, r.text
+    assert not any(engines.containers("web", running_only=False).values())
+    assert api("GET", "/service/web").status_code == 404
+
+
+def test_spec_change_replaces_containers(engines):
+    create("web", 3)
+    r = api("PATCH", "/service/web", {"image": "bicycle/demo:2"})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2
+    running = [c for cs in engines.containers("web").values() for c in cs]
+    assert len(running) == 3
+    assert {c.attrs["Config"]["Image"] for c in running} == {"bicycle/demo:2"}
+    assert sorted(engines.counts("web").values()) == [1, 1, 1]
+
+
+def test_container_removed_by_hand_is_replaced(engines):
+    create("web", 3)
+    node, victims = next((n, cs) for n, cs in engines.containers("web").items() if cs)
+    victims[0].remove(force=True)
+    wait_for(lambda: engines.slots("web") == {1: 1, 2: 1, 3: 1}
+             and victims[0].id not in {c.id for cs in engines.containers("web").values() for c in cs}, 20)
+    assert sorted(engines.counts("web").values()) == [1, 1, 1]
+
+
+def test_master_restart_adopts_containers(master, engines):
+    create("web", 5)
+    before = {c.id for cs in engines.containers("web").values() for c in cs}
+    master.stop()
+    master.start()
+    wait_for(lambda: api("GET", "/service/web").json()["status"] == "running", 30)
+    after = {c.id for cs in engines.containers("web", running_only=False).values() for c in cs}
+    assert after == before
+    state = api("GET", "/state").json()
+    assert {c["id"] for c in state["containers"]} == {i[:12] for i in before}
+
+
+def test_state_shows_nodes_services_containers_uptimes(engines):
+    create("web", 3)
+    state = api("GET", "/state").json()
+    assert state["master"]["uptime_s"] >= 0 and state["master"]["pid"] > 0
+    assert [n["status"] for n in state["nodes"]] == ["ready"] * 3
+    assert [s["name"] for s in state["services"]] == ["web"]
+    assert state["services"][0]["replicas"] == {"desired": 3, "running": 3}
+    assert len(state["containers"]) == 3
+    for c in state["containers"]:
+        assert c["status"] == "running" and c["uptime_s"] is not None and c["node"] in engines.clients
+    json.dumps(state)
+
+
+def test_wait_false_answers_202_then_converges(engines):
+    r = api("POST", "/service?wait=false", {"name": "web", "image": "bicycle/demo:1", "replicas": 4})
+    assert r.status_code == 202
+    wait_for(lambda: api("GET", "/service/web").json()["status"] == "running", 30)
+    assert sorted(engines.counts("web").values()) == [1, 1, 2]
+
+
+def test_duplicate_name_is_409_and_changes_nothing(engines):
+    create("web", 2)
+    ids = {c.id for cs in engines.containers("web").values() for c in cs}
+    r = api("POST", "/service", {"name": "web", "image": "bicycle/demo:2", "replicas": 5})
+    assert r.status_code == 409 and "message" in r.json()
+    assert {c.id for cs in engines.containers("web").values() for c in cs} == ids
+    assert api("GET", "/service/web").json()["spec"]["image"] == "bicycle/demo:1"
+
+
+def test_published_port_serves_on_each_node(engines):
+    import requests
+    create("site", 3, ports=["18080:80"])
+    for i in (21, 22, 23):
+        body = requests.get(f"http://127.0.0.{i}:18080/", timeout=5).text
+        assert "bicycle demo v1" in body
