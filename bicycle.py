@@ -229,7 +229,11 @@ def sandbox_status(directory):
     """Processes of the sandbox's nodes."""
     from sandbox import cluster
     rows = _sandbox_call(cluster.status, directory)
-    click.echo(json.dumps(rows, indent=2))
+    if not rows:
+        raise Fail(f"no sandbox in {directory}")
+    click.echo(tables.table(["node", "address", "user", "sshd", "dockerd", "containers"],
+                            [[r["name"], r["address"], r["user"], f"{r['sshd']} ({r['sshd_pid'] or '-'})",
+                              f"{r['dockerd']} ({r['dockerd_pid'] or '-'})", r["containers"]] for r in rows]))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class Loop(threading.Thread):
         self.last_plan = ()
         self._events = []
         self.reconcile_seconds = 0.0
+        self.node_statuses = {}                    # last status seen per node, for transitions
 
     # -- control ----------------------------------------------------------
     def wake(self):
@@ -69,6 +70,7 @@ class Loop(threading.Thread):
         services = self.store.services()
         with self.lock:
             statuses = self.obs.statuses(now)
+            self._record_nodes(statuses)
             observed = [c for c in self.obs.containers() if c.id not in self.removing]
             backoff = {k: v[1] for k, v in self.failures.items()}
             plan = reconcile(services, observed, statuses, now, backoff,
@@ -76,8 +78,20 @@ class Loop(threading.Thread):
             self.last_plan = plan.actions
             for action in plan.changes:
                 self._start(action, services)
-            self._record_progress(services, observed, statuses)
+            # Containers still being removed count until they are gone.
+            self._record_progress(services, self.obs.containers(), statuses)
         self.reconcile_seconds = self.clock() - started
+
+    def _record_nodes(self, statuses):
+        for node, status in sorted(statuses.items()):
+            before = self.node_statuses.get(node)
+            if status == before:
+                continue
+            self.node_statuses[node] = status
+            error = self.obs.nodes[node].error
+            self.store.set_node(node, status=status, since=iso(self.wall()))
+            self.event("node", f"node {node} {before or 'new'} -> {status}" + (f" ({error})" if error else ""),
+                       node=node)
 
     def _record_progress(self, services, observed, statuses):
         for s in services:

@@ -37,7 +37,7 @@ class Store:
         self.lock = threading.RLock()
         self._services = self.db.table("services", cache_size=0)
         self._events = self.db.table("events", cache_size=0)
-        self._meta = self.db.table("meta", cache_size=0)
+        self._nodes = self.db.table("nodes", cache_size=0)
 
     # -- services ------------------------------------------------------
     def services(self):
@@ -99,6 +99,16 @@ class Store:
         if current is None:
             raise Missing(f"no service named {name!r}")
         return current
+
+    # -- nodes ---------------------------------------------------------
+    def set_node(self, name, **fields):
+        """Stored facts about a node (its last status and since when)."""
+        with self.lock:
+            self._nodes.upsert(dict(fields, name=name), Query().name == name)
+
+    def nodes(self):
+        with self.lock:
+            return {d["name"]: dict(d) for d in self._nodes.all()}
 
     # -- events --------------------------------------------------------
     def add_events(self, events):

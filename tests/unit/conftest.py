@@ -1,0 +1,8 @@
+"""Unit tests: pure logic, no network. Makes the repo root importable
+whatever folder pytest is started from."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
