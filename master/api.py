@@ -37,7 +37,9 @@ def _body():
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HTTPError(400, f"body is not valid JSON: {e}")
+        raise HTTPError(400, f"body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise HTTPError(400, "body is nested too deeply") from None
 
 
 def _flag(name, default=True):
@@ -95,11 +97,13 @@ def make_app(master):
             raise Missing(f"no service named {name!r}")
         return service
 
-    def answer(service, created):
-        wait = _flag("wait")
+    def waiting():
+        """The query's wait and timeout, checked before anything is written."""
+        return _flag("wait"), _timeout(master.settings["converge_timeout"])
+
+    def answer(service, created, wait, timeout):
         if not wait:
             return 202, views.service(service)
-        timeout = _timeout(master.settings["converge_timeout"])
         done = master.wait_settled(service.name, service.version, timeout)
         current = store.service(service.name) or service
         return (201 if created else 200) if done else 202, views.service(current)
@@ -122,12 +126,13 @@ def make_app(master):
 
     @route("/service", "POST")
     def create():
+        wait, timeout = waiting()
         body = _body()
         name, spec, replicas = service_body(body, len(master.inventory.nodes))
         service = store.create_service(name, spec, replicas, master.now_iso())
         master.loop.event("created", f"service {name} v1: {replicas} x {spec.image}", service=name)
         master.loop.wake()
-        return answer(service, created=True)
+        return answer(service, True, wait, timeout)
 
     @route("/service/<name>")
     def show(name):
@@ -135,6 +140,7 @@ def make_app(master):
 
     @route("/service/<name>", "PATCH")
     def patch(name):
+        wait, timeout = waiting()
         current = existing(name)
         body = _body()
         base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
@@ -144,17 +150,18 @@ def make_app(master):
             master.loop.event("updated", f"service {name} v{service.version}: {replicas} x {spec.image}",
                               service=name)
             master.loop.wake()
-        return answer(service, created=False)
+        return answer(service, False, wait, timeout)
 
     @route("/service/<name>", "DELETE")
     def delete(name):
+        wait, timeout = waiting()
         existing(name)
         service = store.mark_delete(name, master.now_iso())
         master.loop.event("deleting", f"service {name} marked for deletion", service=name)
         master.loop.wake()
-        if not _flag("wait"):
+        if not wait:
             return 202, views.service(service)
-        done = master.wait_settled(name, service.version, _timeout(master.settings["converge_timeout"]))
+        done = master.wait_settled(name, service.version, timeout)
         if done:
             return 200, {"message": f"service {name} deleted", "name": name}
         return 202, views.service(store.service(name) or service)

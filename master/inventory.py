@@ -29,6 +29,7 @@ DEFAULTS = {
     "rebalance_parallelism": 1,
 }
 NUMBERS = {k for k, v in DEFAULTS.items() if isinstance(v, (int, float))}
+COUNTS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
 
 
 class InventoryError(Exception):
@@ -89,14 +90,14 @@ def load(path):
         if extra:
             fail(f"nodes[{i}].{extra[0]}: unknown field", _where(n, extra[0]))
         name, host, user = n.get("name"), n.get("host"), n.get("user", "root")
-        if not isinstance(name, str) or not NODE_NAME.match(name):
+        if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
             fail(f"nodes[{i}].name: must be lowercase letters, digits or '-'", _where(n))
-        if not isinstance(host, str) or not HOST.match(host):
+        if not isinstance(host, str) or not HOST.fullmatch(host):
             fail(f"nodes[{i}].host: must be a host name or IP address", _where(n))
         port = n.get("port", 22)
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             fail(f"nodes[{i}].port: must be an integer 1-65535", _where(n, "port") if "port" in n else "")
-        if not isinstance(user, str) or not USER.match(user):
+        if not isinstance(user, str) or not USER.fullmatch(user):
             fail(f"nodes[{i}].user: must be a valid user name", _where(n))
         key = n.get("key")
         if key is not None and not isinstance(key, str):
@@ -105,7 +106,7 @@ def load(path):
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
             fail(f"nodes[{i}].labels: must be a mapping of strings", _where(n))
         nodes.append(NodeInfo(name=name, host=host, port=port, user=user,
-                              key=os.path.join(base, key) if key else None,
+                              key=os.path.join(base, os.path.expanduser(key)) if key else None,
                               labels=tuple(sorted((str(k), v) for k, v in labels.items()))))
     names = [n.name for n in nodes]
     dup = {x for x in names if names.count(x) > 1}
@@ -117,12 +118,14 @@ def load(path):
         fail("masters: must be a list", _where(data, "masters"))
     masters = []
     for i, m in enumerate(masters_raw):
-        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not NODE_NAME.match(m["name"]):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not NODE_NAME.fullmatch(m["name"]):
             fail(f"masters[{i}].name: must be lowercase letters, digits or '-'", _where(m) if isinstance(m, dict) else "")
         api = m.get("api")
-        match = API.match(api) if isinstance(api, str) else None
+        match = API.fullmatch(api) if isinstance(api, str) else None
         if not match or not 1 <= int(match.group(2)) <= 65535:
             fail(f"masters[{i}].api: must be HOST:PORT", _where(m))
+        if any(x["name"] == m["name"] for x in masters):
+            fail(f"masters[{i}].name: {m['name']!r} appears twice", _where(m))
         masters.append({"name": m["name"], "api": api})
 
     settings_raw = data.get("settings") or {}
@@ -134,9 +137,11 @@ def load(path):
             fail(f"settings.{key}: unknown setting", _where(settings_raw, key))
         if key in NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             fail(f"settings.{key}: must be a positive number", _where(settings_raw, key))
+        if key in COUNTS and not isinstance(value, int):
+            fail(f"settings.{key}: must be a whole number", _where(settings_raw, key))
         if key not in NUMBERS and not isinstance(value, str):
             fail(f"settings.{key}: must be a path", _where(settings_raw, key))
         settings[key] = value
     for key in ("state_file", "known_hosts"):
-        settings[key] = os.path.join(base, settings[key])
+        settings[key] = os.path.join(base, os.path.expanduser(settings[key]))
     return Inventory(path=path, nodes=nodes, masters=masters, settings=settings)

@@ -8,11 +8,13 @@ import shlex
 
 from model import ServiceSpec, Port, RESTART_POLICIES
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$")
-PORT = re.compile(r"^(\d{1,5}):(\d{1,5})(/(tcp|udp))?$")
+NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+IMAGE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}(:\d{1,5})?/)?"          # registry host[:port]/
+                   r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"  # path
+                   r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?")
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?")
+PORT = re.compile(r"(\d{1,5}):(\d{1,5})(/(tcp|udp))?")
 MAX_REPLICAS = 1000
 MAX_STRING = 4096
 MAX_ITEMS = 100
@@ -30,7 +32,7 @@ class Invalid(Exception):
 
 
 def check_name(name, field="name"):
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise Invalid([{"field": field, "message":
                         "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"}])
     return name
@@ -62,7 +64,7 @@ def service_body(body, max_per_node_nodes, base=None):
         except Invalid as e:
             errors += e.errors
     image = merged.get("image")
-    if not isinstance(image, str) or not IMAGE.match(image):
+    if not isinstance(image, str) or len(image) > 512 or not IMAGE.fullmatch(image):
         err("image", "required: an image reference such as 'repo/name:tag'")
     replicas = merged.get("replicas")
     if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS:
@@ -112,7 +114,7 @@ def _mapping(value, field, key_pattern, err):
         err(field, f"must be an object of at most {MAX_ITEMS} string values")
         return {}
     for k, v in value.items():
-        if not key_pattern.match(k):
+        if not key_pattern.fullmatch(k):
             err(f"{field}.{k[:64]}", "invalid key")
         elif not _text_ok(v):
             err(f"{field}.{k}", "value must be a string without NUL")
@@ -139,7 +141,7 @@ def _ports(value, err):
 
 def _port(p):
     if isinstance(p, str):
-        m = PORT.match(p)
+        m = PORT.fullmatch(p)
         if not m:
             return None
         published, target, protocol = int(m.group(1)), int(m.group(2)), m.group(4) or "tcp"

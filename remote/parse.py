@@ -20,11 +20,15 @@ def containers(node, stdout):
 
 
 def _container(node, item):
+    if not isinstance(item, dict):
+        raise ParseError(f"engine list from {node} holds a non-object item")
     config = item.get("Config") or {}
-    labels = config.get("Labels") or {}
+    labels = config.get("Labels") or {} if isinstance(config, dict) else None
+    state = item.get("State") or {}
+    if not isinstance(labels, dict) or not isinstance(state, dict):
+        raise ParseError(f"engine list from {node} has an item of unexpected shape")
     if LABEL_SERVICE not in labels:
         return None
-    state = item.get("State") or {}
     try:
         slot = int(labels.get(LABEL_SLOT, "0"))
     except ValueError:
@@ -41,8 +45,15 @@ def _container(node, item):
         status=state.get("Status", "unknown"),
         created_at=item.get("Created", ""),
         started_at="" if started.startswith("0001-") else started,
-        exit_code=int(state.get("ExitCode") or 0),
+        exit_code=_int(state.get("ExitCode"), node),
     )
+
+
+def _int(value, node):
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        raise ParseError(f"engine list from {node} has a non-numeric exit code") from None
 
 
 def container_id(stdout):

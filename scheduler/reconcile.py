@@ -117,12 +117,18 @@ def _reconcile_service(service, mine, node_status, eligible, totals, now, backof
             continue
         if keeper.spec != digest:
             busy.add(slot)
-            actions.append(Action("replace", service.name, slot, keeper.node, keeper, "spec changed"))
+            if waiting:
+                actions.append(Action("keep", service.name, slot, keeper.node, keeper, "backing off after failures"))
+            else:
+                actions.append(Action("replace", service.name, slot, keeper.node, keeper, "spec changed"))
             continue
         reason = "running" if keeper.running else f"{keeper.status}, restart={service.spec.restart}"
         actions.append(Action("keep", service.name, slot, keeper.node, keeper, reason))
 
-    actions += _rebalance(service, keepers, counts, totals, eligible, busy, one_per_node, max_moves, node_status)
+    # Moves still under way count against this round's budget; slots backing off do not move.
+    busy |= {slot for slot in keepers if backoff.get((service.name, slot), 0) > now}
+    budget = max_moves - len(in_flight)
+    actions += _rebalance(service, keepers, counts, totals, eligible, busy, one_per_node, budget, node_status)
     return actions
 
 
@@ -136,7 +142,7 @@ def _rebalance(service, keepers, counts, totals, eligible, busy, one_per_node, m
     while len(moves) < max_moves and not spread_ok(eligible, counts):
         src = max(eligible, key=lambda n: (counts[n], -totals[n], n))
         movable = sorted(s for s, c in keepers.items()
-                         if c.node == src and s not in busy and node_status[c.node] == READY)
+                         if c.node == src and s not in busy and c.running and node_status[c.node] == READY)
         dst = choose_node([n for n in eligible if n != src], counts, totals, one_per_node)
         if not movable or dst is None:
             break

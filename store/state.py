@@ -125,7 +125,7 @@ class Store:
     def events(self, limit=100):
         with self.lock:
             docs = sorted(self._events.all(), key=lambda d: d.doc_id)
-            return [dict(d, id=d.doc_id) for d in docs[-limit:]]
+            return [dict(d, id=d.doc_id) for d in docs[-limit:]] if limit > 0 else []
 
     def close(self):
         with self.lock:

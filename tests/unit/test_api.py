@@ -1,0 +1,208 @@
+"""master.api: the Bottle app called in-process as a WSGI app, on bad input only.
+
+Bad requests must be answered before anything reaches the loop, so the fake
+master's loop and views fail the request if they are ever called.
+"""
+import io
+import json
+from types import SimpleNamespace
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+from master.api import MAX_BODY, make_app
+from model import NodeInfo, ServiceSpec
+from store.state import Store
+
+
+class Untouchable:
+    """Stands in for the loop and the views: bad input must never get here."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attr):
+        def called(*_, **__):
+            raise AssertionError(f"a bad request reached {self.name}.{attr}")
+        return called
+
+
+@pytest.fixture
+def master():
+    store = Store(None)
+    store.create_service("web", ServiceSpec(image="nginx:1"), 2, "2024-01-01T00:00:00Z")
+    m = SimpleNamespace(
+        name="m1", store=store, settings={"converge_timeout": 1},
+        inventory=SimpleNamespace(nodes=[NodeInfo(f"node{i}", f"127.0.0.{20 + i}") for i in (1, 2, 3)]),
+        views=Untouchable("views"), loop=Untouchable("loop"),
+        now_iso=lambda: "2024-01-01T00:05:00Z")
+    m.wait_settled = lambda *_: pytest.fail("a bad request waited for the loop")
+    return m
+
+
+@pytest.fixture
+def app(master):
+    return make_app(master)
+
+
+def call(app, method, path, body=None, query="", headers=None):
+    """One request through the WSGI app: (status code, headers, parsed JSON body)."""
+    raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+               "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json", "wsgi.input": io.BytesIO(raw)}
+    environ.update(headers or {})
+    setup_testing_defaults(environ)
+    started = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        started["status"], started["headers"] = status, dict(response_headers)
+    chunks = app(environ, start_response)
+    text = b"".join(chunks).decode()
+    if hasattr(chunks, "close"):
+        chunks.close()
+    assert started["headers"]["Content-Type"].startswith("application/json"), started
+    return int(started["status"].split()[0]), started["headers"], json.loads(text)
+
+
+def snapshot(store):
+    return [store.record(s.name) for s in store.services()], store.events()
+
+
+@pytest.fixture
+def unchanged(master):
+    """Asserts after the test that no bad request changed the store."""
+    before = snapshot(master.store)
+    yield
+    assert snapshot(master.store) == before
+
+
+GOOD = {"name": "api", "image": "nginx:1.25", "replicas": 2}
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe{}", b'{"name": "x",}'])
+def test_a_body_that_is_not_json_is_400(app, unchanged, body):
+    status, _, payload = call(app, "POST", "/service", body)
+    assert status == 400
+    assert payload["message"].startswith("body is not valid JSON") and "errors" not in payload
+
+
+def test_a_two_megabyte_body_is_413(app, unchanged):
+    big = json.dumps(dict(GOOD, env={"BLOB": "x" * (2 * 1024 * 1024)})).encode()
+    assert len(big) > MAX_BODY
+    status, _, payload = call(app, "POST", "/service", big)
+    assert status == 413 and str(MAX_BODY) in payload["message"]
+
+
+def test_a_body_larger_than_its_content_length_says_is_still_bounded(app, unchanged):
+    big = json.dumps(dict(GOOD, env={"BLOB": "x" * (2 * 1024 * 1024)})).encode()
+    status, _, _ = call(app, "POST", "/service", big, headers={"CONTENT_LENGTH": "100"})
+    assert status == 400                         # only the first 100 bytes were read
+
+
+@pytest.mark.parametrize("body, fields", [
+    ({"image": "nginx", "replicas": 1}, ["name"]),
+    (dict(GOOD, replicas=-1), ["replicas"]),
+    (dict(GOOD, replicas="3"), ["replicas"]),
+    (dict(GOOD, replicas=True), ["replicas"]),
+    (dict(GOOD, name="$(touch /tmp/x)"), ["name"]),
+    (dict(GOOD, image=None, privileged=True), ["privileged", "image"]),
+    (dict(GOOD, ports=["8080:80"], replicas=4), ["replicas"]),
+    (dict(GOOD, labels={"bicycle.service": "web"}), ["labels"]),
+    ([GOOD], ["body"]),
+])
+def test_invalid_fields_are_422_with_errors(app, unchanged, body, fields):
+    status, _, payload = call(app, "POST", "/service", body)
+    assert status == 422
+    assert [e["field"] for e in payload["errors"]] == fields
+    assert all(e["message"] for e in payload["errors"]) and payload["message"]
+
+
+def test_a_taken_name_is_409(app, unchanged):
+    status, _, payload = call(app, "POST", "/service", dict(GOOD, name="web"))
+    assert status == 409 and "web" in payload["message"]
+
+
+def test_patch_rejects_bad_fields_and_a_rename(app, unchanged):
+    status, _, payload = call(app, "PATCH", "/service/web", {"replicas": -2, "name": "other"})
+    assert status == 422
+    assert sorted(e["field"] for e in payload["errors"]) == ["name", "replicas"]
+
+
+def test_patch_of_a_deleting_service_is_409(app, master):
+    master.store.mark_delete("web", "2024-01-01T00:01:00Z")
+    before = snapshot(master.store)
+    status, _, _ = call(app, "PATCH", "/service/web", {"replicas": 5})
+    assert status == 409
+    assert snapshot(master.store) == before
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/service/nope", None),
+    ("PATCH", "/service/nope", {"replicas": 1}),
+    ("DELETE", "/service/nope", None),
+])
+def test_an_unknown_service_is_404(app, unchanged, method, path, body):
+    status, _, payload = call(app, method, path, body)
+    assert status == 404 and "nope" in payload["message"]
+
+
+def test_a_bad_service_name_in_the_path_is_422(app, unchanged):
+    status, _, payload = call(app, "DELETE", "/service/Web;ls")
+    assert status == 422 and [e["field"] for e in payload["errors"]] == ["name"]
+
+
+@pytest.mark.parametrize("path", ["/nope", "/services", "/service/web/containers", "/"])
+def test_an_unknown_path_is_404_json(app, unchanged, path):
+    status, _, payload = call(app, "GET", path)
+    assert (status, payload) == (404, {"message": "no such endpoint"})
+
+
+@pytest.mark.parametrize("method, path", [("PUT", "/service"), ("DELETE", "/service"),
+                                          ("POST", "/service/web"), ("POST", "/state")])
+def test_a_wrong_method_is_405_json(app, unchanged, method, path):
+    status, _, payload = call(app, method, path, GOOD)
+    assert (status, payload) == (405, {"message": "method not allowed"})
+
+
+QUIET_LOOP = SimpleNamespace(event=lambda *a, **k: None, wake=lambda: None)
+BAD_QUERIES = ["wait=maybe", "timeout=abc", "timeout=601", "timeout=-1"]
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
+def test_bad_query_parameters_are_400(app, master, query):
+    master.loop = QUIET_LOOP
+    status, _, payload = call(app, "POST", "/service", GOOD, query=query)
+    assert status == 400 and "query parameter" in payload["message"]
+
+
+@pytest.mark.parametrize("query", ["wait=maybe", "timeout=abc"])
+@pytest.mark.parametrize("method, path, body", [("POST", "/service", GOOD),
+                                                ("PATCH", "/service/web", {"replicas": 5}),
+                                                ("DELETE", "/service/web", None)])
+def test_bad_query_parameters_are_rejected_before_any_write(app, master, method, path, body, query):
+    master.loop = QUIET_LOOP
+    before = snapshot(master.store)
+    status, _, _ = call(app, method, path, body, query=query)
+    assert status == 400
+    assert snapshot(master.store) == before
+
+
+def test_health(app):
+    assert call(app, "GET", "/health")[::2] == (200, {"status": "ok", "master": "m1"})
+
+
+def test_openapi_document(app):
+    status, _, doc = call(app, "GET", "/openapi.json")
+    assert status == 200
+    assert doc["openapi"].startswith("3.")
+    assert {"/service", "/service/{name}", "/state"} <= set(doc["paths"])
+    assert set(doc["paths"]["/service"]) == {"get", "post"}
+    assert {"get", "patch", "delete"} <= set(doc["paths"]["/service/{name}"])
+    create = doc["paths"]["/service"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(create["required"]) == {"name", "image", "replicas"}
+    assert {"400", "409", "413", "422"} <= set(doc["paths"]["/service"]["post"]["responses"])
+
+
+def test_a_deeply_nested_body_is_400(app, unchanged):
+    status, _, _ = call(app, "POST", "/service", b"[" * 100000)
+    assert status == 400

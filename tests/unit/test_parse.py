@@ -1,0 +1,92 @@
+"""remote.parse: engine output -> model values, on captured `docker inspect` output."""
+import json
+import os
+
+import pytest
+
+from model import Container
+from remote.parse import ParseError, container_id, containers
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_inspect_output_gives_only_labelled_containers():
+    assert containers("node1", fixture("inspect.json")) == [
+        Container(id="3f4e8a9b2c1d0e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f",
+                  name="web.1.a1b2c3", node="node1", service="web", slot=1, spec="f44081b37921",
+                  image="nginx:1.25", status="running",
+                  created_at="2024-03-05T10:14:22.918273645Z", started_at="2024-03-05T10:14:23.402716528Z",
+                  exit_code=0),
+        Container(id="8c2d4f6a8b0c2e4d6f8a0b2c4e6d8f0a2b4c6e8d0f2a4b6c8e0d2f4a6b8c0e2d",
+                  name="batch.2.d4e5f6", node="node1", service="batch", slot=2, spec="0c1d2e3f4a5b",
+                  image="alpine:3.19", status="exited",
+                  created_at="2024-03-05T10:14:22.771402117Z", started_at="2024-03-05T10:14:23.118650914Z",
+                  exit_code=137),
+    ]
+
+
+def test_running_follows_the_engine_state():
+    web, batch = containers("node1", fixture("inspect.json"))
+    assert web.running and not batch.running
+
+
+@pytest.mark.parametrize("stdout", ["[]", "[]\n", ""])
+def test_no_containers(stdout):
+    assert containers("node1", stdout) == []
+
+
+def labelled(**state):
+    return {"Id": "abc", "Name": "/web.3.x", "Created": "2024-01-01T00:00:00Z",
+            "Config": {"Image": "alpine", "Labels": {"bicycle.service": "web", "bicycle.slot": "3"}},
+            "State": dict({"Status": "created", "ExitCode": 0, "StartedAt": "0001-01-01T00:00:00Z"}, **state)}
+
+
+def test_a_container_that_never_started_has_no_start_time():
+    [c] = containers("n", json.dumps([labelled()]))
+    assert (c.status, c.started_at, c.running, c.slot, c.spec) == ("created", "", False, 3, "")
+
+
+def test_restarting_counts_as_running():
+    [c] = containers("n", json.dumps([labelled(Status="restarting")]))
+    assert c.running
+
+
+def test_a_bad_slot_label_becomes_slot_zero():
+    item = labelled()
+    item["Config"]["Labels"]["bicycle.slot"] = "one"
+    assert containers("n", json.dumps([item]))[0].slot == 0
+
+
+@pytest.mark.parametrize("stdout", [
+    "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+    '[{"Id": "abc"',                      # cut off
+    '{"Id": "abc"}',                      # an object, not an array
+    "null",
+    '"[]"',
+])
+def test_garbage_raises_parse_error_naming_the_node(stdout):
+    with pytest.raises(ParseError, match="node7"):
+        containers("node7", stdout)
+
+
+@pytest.mark.parametrize("stdout", ["[1]", '[{"Config": {"Labels": {"bicycle.service": "w"}}, "State": "up"}]'])
+def test_garbage_items_raise_parse_error(stdout):
+    with pytest.raises(ParseError):
+        containers("node7", stdout)
+
+
+def test_container_id_is_the_last_line():
+    cid = "3f4e8a9b2c1d0e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f"
+    assert container_id(cid + "\n") == cid
+    assert container_id("some earlier output\n" + cid + "\n\n  \n") == cid
+
+
+@pytest.mark.parametrize("stdout", ["", "\n  \n", None])
+def test_container_id_missing(stdout):
+    with pytest.raises(ParseError):
+        container_id(stdout)

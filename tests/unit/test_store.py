@@ -1,0 +1,175 @@
+"""store.state.Store on both backends: memory (Store(None)) and the atomic JSON file."""
+import json
+import os
+import stat
+
+import pytest
+
+from model import DELETE, NEW, RUNNING, Port, ServiceSpec
+from store.state import MAX_EVENTS, Conflict, Missing, Store
+
+SPEC = ServiceSpec(image="nginx:1", ports=(Port(8080, 80),), env=(("A", "1"),))
+T0, T1, T2 = "2024-01-01T00:00:00Z", "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z"
+
+
+@pytest.fixture(params=["memory", "json"])
+def store(request, tmp_path):
+    s = Store(None if request.param == "memory" else str(tmp_path / "state.json"))
+    yield s
+    s.close()
+
+
+def test_create_then_read(store):
+    created = store.create_service("web", SPEC, 3, T0)
+    assert (created.name, created.spec, created.replicas, created.version, created.state) == \
+        ("web", SPEC, 3, 1, NEW)
+    assert store.service("web") == created
+    assert store.services() == [created]
+    record = store.record("web")
+    assert (record["created_at"], record["updated_at"]) == (T0, T0)
+    assert store.service("nope") is None and store.record("nope") is None
+
+
+def test_a_taken_name_conflicts(store):
+    store.create_service("web", SPEC, 3, T0)
+    with pytest.raises(Conflict):
+        store.create_service("web", ServiceSpec(image="other"), 1, T1)
+    assert store.service("web").spec == SPEC and len(store.services()) == 1
+
+
+def test_update_bumps_the_version_and_resets_the_state(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.mark_running("web", 1)
+    updated = store.update_service("web", SPEC, 5, T1)
+    assert (updated.replicas, updated.version, updated.state) == (5, 2, NEW)
+    assert store.record("web")["updated_at"] == T1 and store.record("web")["created_at"] == T0
+
+
+def test_an_update_that_changes_nothing_keeps_the_version(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.mark_running("web", 1)
+    same = store.update_service("web", ServiceSpec.from_dict(SPEC.to_dict()), 3, T1)
+    assert (same.version, same.state) == (1, RUNNING)
+    assert store.record("web")["updated_at"] == T0
+
+
+def test_update_of_a_missing_or_deleting_service(store):
+    with pytest.raises(Missing):
+        store.update_service("web", SPEC, 1, T0)
+    store.create_service("web", SPEC, 3, T0)
+    store.mark_delete("web", T1)
+    with pytest.raises(Conflict):
+        store.update_service("web", SPEC, 1, T2)
+
+
+def test_mark_delete_bumps_the_version_once(store):
+    store.create_service("web", SPEC, 3, T0)
+    deleting = store.mark_delete("web", T1)
+    assert (deleting.state, deleting.version) == (DELETE, 2)
+    assert store.mark_delete("web", T2).version == 2
+    with pytest.raises(Missing):
+        store.mark_delete("nope", T0)
+
+
+def test_mark_running_only_for_the_version_that_converged(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.update_service("web", SPEC, 4, T1)          # version 2
+    store.mark_running("web", 1)
+    assert store.service("web").state == NEW
+    store.mark_running("web", 2)
+    assert store.service("web").state == RUNNING
+
+
+def test_mark_running_never_revives_a_deleting_service(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.mark_delete("web", T1)                      # version 2
+    store.mark_running("web", 2)
+    assert store.service("web").state == DELETE
+
+
+def test_remove_service_only_when_deleting_at_that_version(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.remove_service("web", 1)                    # not being deleted
+    assert store.service("web") is not None
+    store.mark_delete("web", T1)
+    store.remove_service("web", 1)                    # an older version
+    assert store.service("web") is not None
+    store.remove_service("web", 2)
+    assert store.service("web") is None and store.services() == []
+
+
+def test_other_services_are_untouched(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.create_service("db", ServiceSpec(image="postgres:16"), 1, T0)
+    store.update_service("web", SPEC, 1, T1)
+    store.mark_delete("web", T2)
+    store.remove_service("web", 3)
+    assert [(s.name, s.version, s.state) for s in store.services()] == [("db", 1, NEW)]
+
+
+def test_events_are_kept_in_order_and_bounded(store):
+    store.add_events([])
+    assert store.events() == []
+    batch = [{"time": T0, "kind": "placed", "message": f"event {i}"} for i in range(MAX_EVENTS - 5)]
+    store.add_events(batch)
+    store.add_events([{"time": T1, "kind": "removed", "message": f"late {i}"} for i in range(10)])
+    everything = store.events(limit=MAX_EVENTS * 2)
+    assert len(everything) == MAX_EVENTS
+    assert everything[0]["message"] == "event 5" and everything[-1]["message"] == "late 9"
+    assert [e["id"] for e in everything] == sorted(e["id"] for e in everything)
+    assert [e["message"] for e in store.events(limit=2)] == ["late 8", "late 9"]
+
+
+# -- the file backend ----------------------------------------------------------
+
+def test_a_new_store_on_the_same_file_sees_the_data(tmp_path):
+    path = str(tmp_path / "state.json")
+    first = Store(path)
+    first.create_service("web", SPEC, 3, T0)
+    first.mark_delete("web", T1)
+    first.add_events([{"time": T1, "kind": "deleting", "message": "web"}])
+    first.close()
+    second = Store(path)
+    assert [(s.name, s.spec, s.replicas, s.version, s.state) for s in second.services()] == \
+        [("web", SPEC, 3, 2, DELETE)]
+    assert [e["message"] for e in second.events()] == ["web"]
+    second.add_events([{"time": T2, "kind": "deleted", "message": "gone"}])
+    assert [e["message"] for e in second.events()] == ["web", "gone"]
+
+
+def test_the_file_is_private_json_and_no_temporary_file_is_left(tmp_path):
+    folder = tmp_path / "state"
+    path = folder / "state.json"
+    store = Store(str(path))
+    for i in range(5):
+        store.create_service(f"s{i}", SPEC, i, T0)
+    store.mark_delete("s1", T1)
+    store.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert sorted(os.listdir(folder)) == ["state.json"]
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    assert sorted(doc["name"] for doc in data["services"].values()) == [f"s{i}" for i in range(5)]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "state.json"
+    store = Store(str(path))
+    store.create_service("web", SPEC, 3, T0)
+    before = path.read_bytes()
+
+    def boom(*_):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        store.create_service("db", SPEC, 1, T1)
+    monkeypatch.undo()
+    assert [s.name for s in store.services()] == ["web"]
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["state.json"]
+    assert [s.name for s in Store(str(path)).services()] == ["web"]
+
+
+def test_events_limit_zero_returns_none(store):
+    store.add_events([{"time": T0, "kind": "placed", "message": "one"}])
+    assert store.events(limit=0) == []
