@@ -189,6 +189,39 @@ def service_rm(ctx, name, no_wait):
 
 
 @main.group()
+def node():
+    """List, drain and activate nodes."""
+
+
+@node.command("ls")
+@click.pass_context
+def node_ls(ctx):
+    """Nodes with their health and availability."""
+    _, nodes = _call(ctx, "GET", "/nodes")
+    click.echo(tables.nodes_table(nodes))
+
+
+@node.command("drain")
+@click.argument("name")
+@click.option("--no-wait", is_flag=True, help="Answer at once instead of waiting until the node is empty.")
+@click.pass_context
+def node_drain(ctx, name, no_wait):
+    """Move a node's containers away (start-first); it takes no new work."""
+    code, n = _call(ctx, "POST", f"/nodes/{name}/drain", params={"wait": "false" if no_wait else "true"})
+    state = "empty" if code == 200 else "still moving containers"
+    click.echo(f"node {name} drained ({state}, {n['containers']} containers left)")
+
+
+@node.command("activate")
+@click.argument("name")
+@click.pass_context
+def node_activate(ctx, name):
+    """Let a drained node take work again."""
+    _call(ctx, "POST", f"/nodes/{name}/activate")
+    click.echo(f"node {name} active")
+
+
+@main.group()
 def sandbox():
     """A local cluster of real nodes (sshd + dockerd pairs on 127.0.0.x)."""
 

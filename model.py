@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from datetime import datetime
 from dataclasses import dataclass, field, asdict
 from typing import Optional
 
@@ -107,6 +109,7 @@ class Container:
     status: str               # docker's State.Status: running, exited, created, restarting, ...
     created_at: str = ""
     started_at: str = ""
+    finished_at: str = ""
     exit_code: int = 0
 
     @property
@@ -145,3 +148,13 @@ class Plan:
 
     def __bool__(self) -> bool:
         return bool(self.changes)
+
+
+def parse_time(ts):
+    """Docker's RFC 3339 times carry nanoseconds; Python takes microseconds."""
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", ts or "")
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    zone = m.group(3) or "Z"
+    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if zone == "Z" else zone)).timestamp()

@@ -23,8 +23,9 @@ def duration(seconds):
 
 
 def nodes_table(nodes):
-    return table(["node", "address", "status", "containers", "last seen"],
-                 [[n["name"], n["address"], n["status"], n["containers"], n.get("last_seen")] for n in nodes])
+    return table(["node", "address", "status", "availability", "containers", "last seen"],
+                 [[n["name"], n["address"], n["status"], n.get("availability"), n["containers"], n.get("last_seen")]
+                  for n in nodes])
 
 
 def services_table(services):

@@ -166,6 +166,39 @@ def make_app(master):
             return 200, {"message": f"service {name} deleted", "name": name}
         return 202, views.service(store.service(name) or service)
 
+    def node_named(name):
+        check_name(name, "node")
+        if name not in {n.name for n in master.inventory.nodes}:
+            raise Missing(f"no node named {name!r} in the inventory")
+        return name
+
+    @route("/nodes")
+    def list_nodes():
+        return 200, views.nodes()
+
+    @route("/nodes/<name>")
+    def show_node(name):
+        node_named(name)
+        return 200, next(n for n in views.nodes() if n["name"] == name)
+
+    @route("/nodes/<name>/drain", "POST")
+    def drain(name):
+        wait, timeout = waiting()
+        node_named(name)
+        store.set_drained(name, True)
+        master.loop.event("drain", f"node {name} drained: its containers move away", node=name)
+        master.loop.wake()
+        done = master.wait_empty(name, timeout) if wait else False
+        return (200 if done else 202), next(n for n in views.nodes() if n["name"] == name)
+
+    @route("/nodes/<name>/activate", "POST")
+    def activate(name):
+        node_named(name)
+        store.set_drained(name, False)
+        master.loop.event("activate", f"node {name} takes work again", node=name)
+        master.loop.wake()
+        return 200, next(n for n in views.nodes() if n["name"] == name)
+
     def error_handler(res):
         bottle.response.content_type = "application/json"
         messages = {404: "no such endpoint", 405: "method not allowed"}

@@ -59,6 +59,17 @@ class Master:
                     return False
                 self.loop.lock.wait(min(left, 0.5))
 
+    def wait_empty(self, node, timeout):
+        """Block until no Bicycle container is left on `node`; False on timeout."""
+        deadline = self.loop.clock() + timeout
+        with self.loop.lock:
+            while any(c.node == node for c in self.observation.containers()):
+                left = deadline - self.loop.clock()
+                if left <= 0:
+                    return False
+                self.loop.lock.wait(min(left, 0.5))
+            return True
+
     def start(self):
         for p in self.probers:
             p.start()

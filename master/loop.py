@@ -12,10 +12,8 @@ from datetime import datetime, timezone
 
 from model import Container, DELETE, NEW, READY
 from remote import commands, parse
+from scheduler.backoff import Backoffs
 from scheduler.reconcile import reconcile, converged, running_count
-
-FAILED_AFTER = 3          # consecutive failures of a slot that make its service `failed`
-MAX_BACKOFF = 30.0
 
 
 def iso(ts):
@@ -32,7 +30,9 @@ class Loop(threading.Thread):
         self.lock = self.obs.changed               # one lock for everything the API reads
         self.pending = {}                          # (service, slot) -> target node
         self.removing = set()                      # container ids being removed
-        self.failures = {}                         # (service, slot) -> (count, not_before, message)
+        self.backoffs = Backoffs()                 # failed placements and crash loops per slot
+        self.ready_since = {}                      # node -> start of its current ready spell
+        self.drained = frozenset()                 # nodes that take no work (from the store)
         self.last_plan = ()
         self._events = []
         self.reconcile_seconds = 0.0
@@ -68,13 +68,18 @@ class Loop(threading.Thread):
         started = self.clock()
         now = started
         services = self.store.services()
+        self.drained = frozenset(n for n, d in self.store.nodes().items() if d.get("drained"))
         with self.lock:
             statuses = self.obs.statuses(now)
-            self._record_nodes(statuses)
-            observed = [c for c in self.obs.containers() if c.id not in self.removing]
-            backoff = {k: v[1] for k, v in self.failures.items()}
-            plan = reconcile(services, observed, statuses, now, backoff,
-                             max_moves=int(self.settings["rebalance_parallelism"]), pending=dict(self.pending))
+            self._record_nodes(statuses, now)
+            everything = self.obs.containers()
+            for service, slot, message in self.backoffs.observe(services, everything, now, self.wall()):
+                self.event("exited", f"{service}.{slot}: {message}", service=service)
+            observed = [c for c in everything if c.id not in self.removing]
+            removing_nodes = {c.node for c in everything if c.id in self.removing}
+            plan = reconcile(services, observed, statuses, now, self.backoffs.until(),
+                             max_moves=int(self.settings["rebalance_parallelism"]), pending=dict(self.pending),
+                             drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes)
             self.last_plan = plan.actions
             for action in plan.changes:
                 self._start(action, services)
@@ -82,12 +87,14 @@ class Loop(threading.Thread):
             self._record_progress(services, self.obs.containers(), statuses)
         self.reconcile_seconds = self.clock() - started
 
-    def _record_nodes(self, statuses):
+    def _record_nodes(self, statuses, now):
         for node, status in sorted(statuses.items()):
             before = self.node_statuses.get(node)
             if status == before:
                 continue
             self.node_statuses[node] = status
+            if status == READY:
+                self.ready_since[node] = now
             error = self.obs.nodes[node].error
             self.store.set_node(node, status=status, since=iso(self.wall()))
             self.event("node", f"node {node} {before or 'new'} -> {status}" + (f" ({error})" if error else ""),
@@ -96,13 +103,14 @@ class Loop(threading.Thread):
     def _record_progress(self, services, observed, statuses):
         for s in services:
             busy = any(k[0] == s.name for k in self.pending)
-            if busy or not converged(s, observed, statuses):
+            if busy or not converged(s, observed, statuses, self.drained):
                 continue
             if s.state == NEW:
                 self.store.mark_running(s.name, s.version)
                 self.event("converged", f"service {s.name} v{s.version} runs {s.replicas} replicas", service=s.name)
             elif s.state == DELETE:
                 self.store.remove_service(s.name, s.version)
+                self.backoffs.forget(s.name)
                 self.event("deleted", f"service {s.name} removed", service=s.name)
             self.lock.notify_all()
 
@@ -150,10 +158,9 @@ class Loop(threading.Thread):
             cid = parse.container_id(result.stdout)
         except Exception as e:
             with self.lock:
-                count = self.failures.get(key, (0, 0, ""))[0] + 1
-                delay = min(MAX_BACKOFF, 2.0 ** (count - 1))
-                self.failures[key] = (count, self.clock() + delay, str(e))
-            self.event("failed", f"place {name} on {action.node}: {e} (retry in {delay:.0f}s)",
+                failure = self.backoffs.place_failed(key, self.clock(), str(e))
+            self.event("failed", f"place {name} on {action.node}: {e} "
+                                 f"(retry in {failure.not_before - self.clock():.0f}s)",
                        service=action.service, node=action.node, command=argv)
             return False
         now = self.wall()
@@ -161,7 +168,7 @@ class Loop(threading.Thread):
                                slot=action.slot, spec=spec.digest(), image=spec.image,
                                status="running", created_at=iso(now), started_at=iso(now)))
         with self.lock:
-            self.failures.pop(key, None)
+            self.backoffs.place_ok(key)
         self.event("placed", f"{name} on {action.node} ({action.reason})",
                    service=action.service, node=action.node, command=argv)
         return True
@@ -189,15 +196,18 @@ class Loop(threading.Thread):
     def service_status(self, service, observed, statuses):
         if service.state == DELETE:
             return "deleting"
-        if converged(service, observed, statuses) and not any(k[0] == service.name for k in self.pending):
-            return "running"
-        if any(k[0] == service.name and v[0] >= FAILED_AFTER for k, v in self.failures.items()):
+        if self.backoffs.failing(service.name) or any(
+                c.service == service.name and c.status == "exited" and c.exit_code != 0
+                and service.spec.restart == "never" for c in observed):
             return "failed"
+        if converged(service, observed, statuses, self.drained) and \
+                not any(k[0] == service.name for k in self.pending):
+            return "running"
         return "converging"
 
     def service_error(self, name):
-        errors = [v[2] for k, v in sorted(self.failures.items()) if k[0] == name]
-        return errors[-1] if errors else None
+        rows = self.backoffs.slots(name, self.clock())
+        return rows[-1]["message"] if rows else None
 
     def replicas_running(self, service, observed, statuses):
         return running_count(service, observed, statuses)

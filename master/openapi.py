@@ -39,16 +39,24 @@ SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "
     "created_at": {"type": "string", "nullable": True},
     "updated_at": {"type": "string", "nullable": True},
     "error": {"type": "string"},
+    "backoff": {"type": "array", "items": {"type": "object", "properties": {
+        "slot": {"type": "integer"}, "kind": {"type": "string", "enum": ["place", "crash"]},
+        "failures": {"type": "integer"}, "retry_in_s": {"type": "number"}, "message": {"type": "string"}}}},
     "containers": {"type": "array", "items": CONTAINER}}}
+
+NODE = {"type": "object", "properties": {
+    "name": {"type": "string"}, "address": {"type": "string"}, "user": {"type": "string"},
+    "labels": {"type": "object"},
+    "status": {"type": "string", "enum": ["ready", "suspect", "down", "unknown"]},
+    "availability": {"type": "string", "enum": ["active", "drain"]},
+    "last_seen": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True},
+    "containers": {"type": "integer"}}}
 
 STATE = {"type": "object", "required": ["master", "nodes", "services", "containers"], "properties": {
     "master": {"type": "object", "properties": {
         "name": {"type": "string"}, "pid": {"type": "integer"}, "api": {"type": "string"},
         "started_at": {"type": "string"}, "uptime_s": {"type": "number"}, "role": {"type": "string"}}},
-    "nodes": {"type": "array", "items": {"type": "object", "properties": {
-        "name": {"type": "string"}, "address": {"type": "string"},
-        "status": {"type": "string", "enum": ["ready", "suspect", "down", "unknown"]},
-        "last_seen": {"type": "string", "nullable": True}, "containers": {"type": "integer"}}}},
+    "nodes": {"type": "array", "items": NODE},
     "services": {"type": "array", "items": SERVICE},
     "containers": {"type": "array", "items": CONTAINER}}}
 
@@ -67,6 +75,7 @@ WAIT = [{"name": "wait", "in": "query", "schema": {"type": "boolean", "default":
          "description": "wait until converged (bounded); false answers 202 at once"},
         {"name": "timeout", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 600}}]
 PATH_NAME = {"name": "name", "in": "path", "required": True, "schema": NAME}
+NODE_OK = {"200": dict(description="the node", **_json(NODE))}
 
 
 def document():
@@ -106,5 +115,17 @@ def document():
                            "responses": {"200": dict(description="deleted", **_json(ERROR)),
                                          "202": dict(description="deleting", **_json(SERVICE)),
                                          **_errors(400, 404, 409, 422)}}},
+            "/nodes": {"get": {"summary": "nodes with health and availability",
+                               "responses": {"200": dict(description="nodes", **_json({"type": "array", "items": NODE}))}}},
+            "/nodes/{name}": {"parameters": [PATH_NAME],
+                              "get": {"summary": "one node", "responses": dict(NODE_OK, **_errors(404, 422))}},
+            "/nodes/{name}/drain": {"parameters": [PATH_NAME],
+                                    "post": {"summary": "move the node's containers away (start-first); no new work",
+                                             "parameters": WAIT,
+                                             "responses": dict(NODE_OK, **{"202": dict(description="still moving", **_json(NODE))},
+                                                               **_errors(400, 404, 422))}},
+            "/nodes/{name}/activate": {"parameters": [PATH_NAME],
+                                       "post": {"summary": "the node takes work again",
+                                                "responses": dict(NODE_OK, **_errors(404, 422))}},
         },
     }

@@ -4,24 +4,12 @@
 observation, the store and the loop's bookkeeping under the loop's lock.
 """
 import os
-import re
-from datetime import datetime
 
-from model import DOWN
-
-
-def _parse(ts):
-    """Docker's RFC 3339 times carry nanoseconds; Python takes microseconds."""
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", ts or "")
-    if not m:
-        return None
-    frac = (m.group(2) or ".0")[:7]
-    zone = m.group(3) or "Z"
-    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if zone == "Z" else zone)).timestamp()
+from model import DOWN, parse_time
 
 
 def uptime(started_at, wall_now):
-    started = _parse(started_at) if started_at else None
+    started = parse_time(started_at) if started_at else None
     return None if started is None else round(max(0.0, wall_now - started), 1)
 
 
@@ -66,6 +54,9 @@ class Views:
         error = loop.service_error(service.name)
         if error:
             view["error"] = error
+        backoff = loop.backoffs.slots(service.name, loop.clock())
+        if backoff:
+            view["backoff"] = backoff
         if with_containers:
             wall = loop.wall()
             mine = sorted((c for c in observed if c.service == service.name), key=lambda c: (c.slot, c.node))
@@ -79,19 +70,32 @@ class Views:
             return [self._service(s, statuses, observed, False)
                     for s in sorted(self.m.store.services(), key=lambda s: s.name)]
 
+    def nodes(self):
+        loop = self.m.loop
+        with loop.lock:
+            now, statuses, observed = self._snapshot()
+            return self._nodes(statuses, loop.obs.containers())
+
+    def _nodes(self, statuses, everything):
+        loop = self.m.loop
+        stored = self.m.store.nodes()
+        nodes = []
+        for info in self.m.inventory.nodes:
+            ns = loop.obs.nodes[info.name]
+            nodes.append({"name": info.name, "address": info.address, "user": info.user,
+                          "labels": dict(info.labels), "status": statuses[info.name],
+                          "availability": "drain" if stored.get(info.name, {}).get("drained") else "active",
+                          "last_seen": ns.last_seen, "error": ns.error or None,
+                          "containers": sum(1 for c in everything if c.node == info.name)})
+        return nodes
+
     def state(self):
         loop = self.m.loop
         with loop.lock:
             now, statuses, observed = self._snapshot()
             wall = loop.wall()
             everything = loop.obs.containers()
-            nodes = []
-            for info in self.m.inventory.nodes:
-                ns = loop.obs.nodes[info.name]
-                nodes.append({"name": info.name, "address": info.address, "user": info.user,
-                              "labels": dict(info.labels), "status": statuses[info.name],
-                              "last_seen": ns.last_seen, "error": ns.error or None,
-                              "containers": sum(1 for c in everything if c.node == info.name)})
+            nodes = self._nodes(statuses, everything)
             services = [self._service(s, statuses, observed, False)
                         for s in sorted(self.m.store.services(), key=lambda s: s.name)]
             containers = [container_view(c, wall)

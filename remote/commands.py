@@ -5,7 +5,6 @@ with shlex.join, the one place where quoting happens.
 """
 from model import LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC, LABEL_EPOCH
 
-DOCKER_RESTART = {"always": "always", "on-failure": "on-failure", "never": "no"}
 
 # docker inspect on every labelled container, as one JSON array ("[]" when none).
 # Also the health probe: it needs both sshd and the engine to answer.
@@ -24,13 +23,18 @@ def container_name(service, slot, suffix):
 
 
 def run(name, service, slot, spec, epoch=0):
-    """docker run for one slot of a service; spec is a model.ServiceSpec."""
+    """docker run for one slot of a service; spec is a model.ServiceSpec.
+
+    The engine never restarts Bicycle's containers (`--restart no`): the
+    master replaces exited ones by the service's restart policy, with back-off,
+    so every restart is a decision it can show and count.
+    """
     argv = ["docker", "run", "-d", "--name", name,
             "--label", f"{LABEL_SERVICE}={service}",
             "--label", f"{LABEL_SLOT}={slot}",
             "--label", f"{LABEL_SPEC}={spec.digest()}",
             "--label", f"{LABEL_EPOCH}={epoch}",
-            "--restart", DOCKER_RESTART[spec.restart]]
+            "--restart", "no"]
     for key, value in spec.labels:
         argv += ["--label", f"{key}={value}"]
     for key, value in spec.env:

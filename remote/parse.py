@@ -34,6 +34,7 @@ def _container(node, item):
     except ValueError:
         slot = 0
     started = state.get("StartedAt") or ""
+    finished = state.get("FinishedAt") or ""
     return Container(
         id=item.get("Id", ""),
         name=(item.get("Name") or "").lstrip("/"),
@@ -45,6 +46,7 @@ def _container(node, item):
         status=state.get("Status", "unknown"),
         created_at=item.get("Created", ""),
         started_at="" if started.startswith("0001-") else started,
+        finished_at="" if finished.startswith("0001-") else finished,
         exit_code=_int(state.get("ExitCode"), node),
     )
 

@@ -106,6 +106,10 @@ class Store:
         with self.lock:
             self._nodes.upsert(dict(fields, name=name), Query().name == name)
 
+    def set_drained(self, name, drained):
+        """Stored availability of a node; True means it takes no work."""
+        self.set_node(name, drained=bool(drained))
+
     def nodes(self):
         with self.lock:
             return {d["name"]: dict(d) for d in self._nodes.all()}

@@ -31,24 +31,43 @@ class Engines:
     def __init__(self, sockets):
         self.clients = {name: docker.DockerClient(base_url=url, timeout=30) for name, url in sockets.items()}
 
-    def containers(self, service=None, running_only=True):
-        """{node: [container]} of Bicycle-labelled containers."""
+    def containers(self, service=None, running_only=True, skip_dead=False):
+        """{node: [container]} of Bicycle-labelled containers; with skip_dead,
+        nodes whose engine does not answer are left out."""
         label = f"{LABEL}={service}" if service else LABEL
-        return {name: [c for c in client.containers.list(all=True, filters={"label": label})
-                       if not running_only or c.status == "running"]
-                for name, client in self.clients.items()}
+        out = {}
+        for name, client in self.clients.items():
+            try:
+                listed = _list(client, label)
+            except (docker.errors.DockerException, requests.RequestException):
+                if not skip_dead:
+                    raise
+                continue
+            out[name] = [c for c in listed if not running_only or c.status == "running"]
+        return out
 
     def counts(self, service=None):
         return {name: len(cs) for name, cs in self.containers(service).items()}
 
-    def slots(self, service):
+    def slots(self, service, skip_dead=False):
         """slot -> number of running containers filling it, over all nodes."""
         out = {}
-        for cs in self.containers(service).values():
+        for cs in self.containers(service, skip_dead=skip_dead).values():
             for c in cs:
                 slot = int(c.labels["bicycle.slot"])
                 out[slot] = out.get(slot, 0) + 1
         return out
+
+
+def _list(client, label, tries=5):
+    """The SDK lists, then inspects each container: one removed in between
+    raises NotFound. The engine is busy with Bicycle's work, so ask again."""
+    for attempt in range(tries):
+        try:
+            return client.containers.list(all=True, filters={"label": label})
+        except docker.errors.NotFound:
+            if attempt == tries - 1:
+                raise
 
 
 @pytest.fixture(scope="session")

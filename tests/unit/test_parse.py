@@ -26,7 +26,7 @@ def test_inspect_output_gives_only_labelled_containers():
                   name="batch.2.d4e5f6", node="node1", service="batch", slot=2, spec="0c1d2e3f4a5b",
                   image="alpine:3.19", status="exited",
                   created_at="2024-03-05T10:14:22.771402117Z", started_at="2024-03-05T10:14:23.118650914Z",
-                  exit_code=137),
+                  finished_at="2024-03-05T10:14:25.131907220Z", exit_code=137),
     ]
 
 

@@ -1,0 +1,212 @@
+"""Self-healing on the real sandbox: lost nodes, their return, killed replicas,
+crash loops, drain. Every outcome is checked on the engines themselves."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import SANDBOX, API, api, wait_for
+from master.inventory import load
+from remote.transport import NodeConnection
+from sandbox import cluster
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+NODE2_ADDRESS = "127.0.0.22"
+
+
+def create(name, replicas, **extra):
+    r = api("POST", "/service", dict(name=name, image="bicycle/demo:1", replicas=replicas, **extra))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def pids(node):
+    row = next(r for r in cluster.status(SANDBOX) if r["name"] == node)
+    return row["sshd_pid"], row["dockerd_pid"]
+
+
+def repair():
+    cluster.up(SANDBOX, nodes=3, base=20, api=API, log=lambda *a: None)
+
+
+def node_status(name):
+    return next(n["status"] for n in api("GET", "/state").json()["nodes"] if n["name"] == name)
+
+
+def running_on(engines, service, nodes):
+    """slot -> count of running containers on `nodes` (engines that answer)."""
+    out = {}
+    for node, cs in engines.containers(service, skip_dead=True).items():
+        if node in nodes:
+            for c in cs:
+                slot = int(c.labels["bicycle.slot"])
+                out[slot] = out.get(slot, 0) + 1
+    return out
+
+
+def healed(engines, service, replicas):
+    """Every slot exactly once, running, spread 2/2/2-style over all 3 nodes,
+    and no leftover (exited) labelled container anywhere."""
+    every = engines.containers(service, running_only=False)
+    if any(c.status != "running" for cs in every.values() for c in cs):
+        return False
+    counts = sorted(len(cs) for cs in every.values())
+    return engines.slots(service) == {s: 1 for s in range(1, replicas + 1)} and counts[-1] - counts[0] <= 1
+
+
+def lost_node_cycle(engines, lose, restore):
+    create("web", 6)
+    assert engines.counts("web")["node2"] == 2
+    lose()
+    try:
+        # All six slots run once on node1 and node3, evenly.
+        wait_for(lambda: running_on(engines, "web", {"node1", "node3"}) == {s: 1 for s in range(1, 7)}, 30)
+        assert sorted(len(cs) for n, cs in engines.containers("web", skip_dead=True).items() if n != "node2") == [3, 3]
+        assert node_status("node2") == "down"
+    finally:
+        restore()
+    wait_for(lambda: node_status("node2") == "ready", 20)
+    wait_for(lambda: healed(engines, "web", 6), 30)
+    assert sorted(engines.counts("web").values()) == [2, 2, 2]
+    wait_for(lambda: api("GET", "/service/web").json()["status"] == "running", 10)
+
+
+def test_killed_node_moves_its_slots_and_gets_them_back(engines):
+    sshd, dockerd = pids("node2")
+
+    def lose():
+        os.kill(dockerd, signal.SIGKILL)
+        os.kill(sshd, signal.SIGKILL)
+
+    lost_node_cycle(engines, lose, repair)
+
+
+def test_cut_off_node_moves_its_slots_and_gets_them_back(engines):
+    rule = ["INPUT", "-d", NODE2_ADDRESS, "-p", "tcp", "--dport", "22", "-j", "DROP",
+            "-m", "comment", "--comment", "bicycle-test-cut"]
+
+    def lose():
+        subprocess.run(["iptables", "-I", *rule], check=True)
+
+    def restore():
+        subprocess.run(["iptables", "-D", *rule], check=True)
+
+    lost_node_cycle(engines, lose, restore)
+
+
+def test_dead_engine_behind_live_sshd_is_down(sandbox, engines):
+    create("web", 3)
+    _, dockerd = pids("node2")
+    os.kill(dockerd, signal.SIGTERM)
+    try:
+        wait_for(lambda: node_status("node2") == "down", 20)
+        inventory = load(sandbox)
+        conn = NodeConnection(inventory.nodes[1], inventory.settings["known_hosts"])
+        try:
+            assert conn.run(["echo", "ssh answers"]).stdout == "ssh answers\n"
+        finally:
+            conn.close()
+        wait_for(lambda: running_on(engines, "web", {"node1", "node3"}) == {1: 1, 2: 1, 3: 1}, 20)
+    finally:
+        wait_for(lambda: pids("node2")[1] is None, 30)
+        repair()
+    wait_for(lambda: healed(engines, "web", 3), 40)
+
+
+def test_killed_replica_is_replaced(engines):
+    create("web", 3)
+    victim = next(c for cs in engines.containers("web").values() for c in cs)
+    victim.kill()
+    wait_for(lambda: engines.slots("web") == {1: 1, 2: 1, 3: 1}
+             and victim.id not in {c.id for cs in engines.containers("web", running_only=False).values()
+                                   for c in cs}, 20)
+    assert sorted(engines.counts("web").values()) == [1, 1, 1]
+
+
+def test_crash_loop_backs_off_and_shows_so(engines):
+    r = api("POST", "/service?wait=false", {"name": "crashy", "image": "bicycle/demo:1", "replicas": 1,
+                                            "command": ["sh", "-c", "echo boom; exit 3"]})
+    assert r.status_code == 202
+    svc = wait_for(lambda: (lambda s: s if s["status"] == "failed" else None)(
+        api("GET", "/service/crashy").json()), 40)
+    rows = [b for b in svc["backoff"] if b["kind"] == "crash"]
+    assert rows and rows[0]["failures"] >= 3 and "exited with code 3" in rows[0]["message"]
+    # Back-off: after 15 more seconds the slot has crashed a few more times, not dozens.
+    time.sleep(15)
+    rows = [b for b in api("GET", "/service/crashy").json()["backoff"] if b["kind"] == "crash"]
+    assert rows[0]["failures"] <= 8
+    # Only one container at a time fills the slot.
+    assert sum(len(cs) for cs in engines.containers("crashy", running_only=False).values()) <= 1
+
+
+def test_drain_moves_everything_away_without_losing_replicas(engines):
+    create("web", 6)
+    low = [6]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            low[0] = min(low[0], len(engines.slots("web")))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        r = api("POST", "/nodes/node3/drain")
+        assert r.status_code == 200, r.text
+        assert r.json()["availability"] == "drain"
+    finally:
+        stop.set()
+        sampler.join()
+    assert low[0] == 6, "fewer running replicas than desired during the drain"
+    assert engines.containers(running_only=False)["node3"] == []
+    wait_for(lambda: healed_on(engines, "web", 6, {"node1", "node2"}), 20)
+
+    # A drained node takes no new work, and keeps that across a restart of the master.
+    assert api("PATCH", "/service/web", {"replicas": 8}).status_code == 200
+    assert engines.counts("web")["node3"] == 0
+    r = api("POST", "/nodes/node3/activate")
+    assert r.status_code == 200 and r.json()["availability"] == "active"
+    wait_for(lambda: healed(engines, "web", 8), 30)
+
+
+def healed_on(engines, service, replicas, nodes):
+    return running_on(engines, service, nodes) == {s: 1 for s in range(1, replicas + 1)}
+
+
+def test_drain_survives_a_master_restart(master, engines):
+    try:
+        assert api("POST", "/nodes/node1/drain").status_code == 200
+        master.stop()
+        master.start()
+        wait_for(lambda: all(n["status"] == "ready" for n in api("GET", "/state").json()["nodes"]), 20)
+        node1 = next(n for n in api("GET", "/nodes").json() if n["name"] == "node1")
+        assert node1["availability"] == "drain"
+        create("web", 4)
+        assert engines.counts("web")["node1"] == 0
+    finally:
+        api("POST", "/nodes/node1/activate")
+
+
+def test_unlabelled_containers_are_never_touched(engines):
+    client = engines.clients["node1"]
+    stranger = client.containers.run("bicycle/demo:1", detach=True, name="not-bicycles")
+    try:
+        create("web", 3)
+        api("DELETE", "/service/web")
+        stranger.reload()
+        assert stranger.status == "running"
+    finally:
+        stranger.remove(force=True)
+
+
+def test_orphan_labelled_containers_are_removed(engines):
+    client = engines.clients["node2"]
+    orphan = client.containers.run("bicycle/demo:1", detach=True, name="ghost.1.abcdef",
+                                   labels={"bicycle.service": "ghost", "bicycle.slot": "1"})
+    wait_for(lambda: not engines.containers("ghost", running_only=False)["node2"], 20)
+    assert orphan.id not in {c.id for c in client.containers.list(all=True)}
