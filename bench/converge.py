@@ -9,41 +9,16 @@ It starts its own sandbox (127.0.0.41-43) and master (127.0.0.1:7270) and
 removes them at the end.
 """
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from common import API, IMAGE, docker, sandbox_up, sandbox_down, start_master, stop_master
 
-from sandbox import cluster  # noqa: E402
-
-DIR = os.path.join(ROOT, ".sandbox-bench")
-API = "127.0.0.1:7270"
 REPLICAS, PER_NODE = 12, 4
-IMAGE = "bicycle/demo:1"
-
-
-def start_master(inventory):
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", inventory, "up"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            state = requests.get(f"http://{API}/state", timeout=1).json()
-            if all(n["status"] == "ready" for n in state["nodes"]):
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("bench: master did not become ready")
 
 
 def sample_state(stop, latencies):
@@ -70,10 +45,6 @@ def bicycle_run(latencies):
     return elapsed
 
 
-def docker(sock, *args):
-    return subprocess.run(["docker", "-H", sock, *args], check=True, capture_output=True, text=True).stdout
-
-
 def direct_run(engines):
     socks = list(engines.values())
     per_node = [socks[i % len(socks)] for i in range(REPLICAS)]
@@ -93,8 +64,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    inventory = cluster.up(DIR, nodes=3, base=40, api=API, log=lambda *a: None)
-    engines = cluster.engines(DIR)
+    inventory, engines = sandbox_up()
     master = start_master(inventory)
     a, b, latencies = [], [], []
     try:
@@ -104,9 +74,8 @@ def main():
             b.append(direct_run(engines))
             print(f"run {i + 1}: bicycle {a[-1]:.3f}s  direct {b[-1]:.3f}s", flush=True)
     finally:
-        master.terminate()
-        master.wait(timeout=30)
-        cluster.down(DIR, log=lambda *a: None)
+        stop_master(master)
+        sandbox_down()
     lat = sorted(latencies)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(f"/state latency during deploys: p50 {statistics.median(lat) * 1000:.1f} ms, "

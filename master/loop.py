@@ -49,7 +49,10 @@ class Loop(threading.Thread):
     def run(self):
         seen = -1
         while not self.stopping.is_set():
-            self.woken.wait(timeout=self.settings["probe_interval"])
+            # Wake at the latest when a node may turn down, so its slots move at once.
+            timeout = self.settings["probe_interval"]
+            change = self.obs.next_change(self.clock())
+            self.woken.wait(timeout=timeout if change is None else min(timeout, change + 0.005))
             self.woken.clear()
             if self.stopping.is_set():
                 break

@@ -43,6 +43,16 @@ class Observation:
                                    self.settings["down_after"], self.settings["probe_interval"])
                     for n, s in self.nodes.items()}
 
+    def next_change(self, now):
+        """Seconds until some node's status can change without a new probe
+        (it reaches down_after), or None."""
+        down_after = self.settings["down_after"]
+        with self.changed:
+            waits = [(s.last_ok if s.last_ok is not None else s.watched_since) + down_after - now
+                     for s in self.nodes.values()]
+        waits = [w for w in waits if w > 0]
+        return min(waits) if waits else None
+
     def containers(self):
         with self.changed:
             return [c for s in self.nodes.values() for c in s.containers.values()]

@@ -1,0 +1,58 @@
+"""What the benchmarks share: their own sandbox and master, direct engine calls."""
+import os
+import subprocess
+import sys
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from sandbox import cluster  # noqa: E402
+
+DIR = os.path.join(ROOT, ".sandbox-bench")
+API = "127.0.0.1:7270"
+BASE = f"http://{API}"
+IMAGE = "bicycle/demo:1"
+
+
+def sandbox_up():
+    """Start the benchmark sandbox (127.0.0.41-43); returns (inventory, {node: socket})."""
+    inventory = cluster.up(DIR, nodes=3, base=40, api=API, log=lambda *a: None)
+    return inventory, cluster.engines(DIR)
+
+
+def sandbox_down():
+    cluster.down(DIR, log=lambda *a: None)
+
+
+def start_master(inventory):
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", inventory, "up"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_ready(30):
+        proc.terminate()
+        raise SystemExit("bench: master did not become ready")
+    return proc
+
+
+def wait_ready(timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = requests.get(f"{BASE}/state", timeout=1).json()
+            if all(n["status"] == "ready" for n in state["nodes"]):
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def stop_master(proc):
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def docker(sock, *args):
+    return subprocess.run(["docker", "-H", sock, *args], check=True, capture_output=True, text=True).stdout
