@@ -26,3 +26,4 @@ cluster: setup
 
 bench: setup
 	$(PY) bench/converge.py
+	$(PY) bench/heal.py
