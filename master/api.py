@@ -9,6 +9,7 @@ import json
 import bottle
 
 from master import openapi
+from master.election import NotLeader
 from master.validate import Invalid, service_body, check_name
 from store.state import Conflict, Missing
 
@@ -16,9 +17,9 @@ MAX_BODY = 1024 * 1024
 
 
 class HTTPError(Exception):
-    def __init__(self, status, message, errors=None):
+    def __init__(self, status, message, errors=None, **extra):
         super().__init__(message)
-        self.status, self.message, self.errors = status, message, errors
+        self.status, self.message, self.errors, self.extra = status, message, errors, extra
 
 
 def _json(status, payload):
@@ -76,9 +77,11 @@ def make_app(master):
                 try:
                     status, payload = fn(**kw)
                 except HTTPError as e:
-                    status, payload = e.status, {"message": e.message}
+                    status, payload = e.status, dict(e.extra, message=e.message)
                     if e.errors:
                         payload["errors"] = e.errors
+                except NotLeader as e:
+                    status, payload = 503, {"message": f"not acknowledged: {e}"}
                 except Invalid as e:
                     status, payload = 422, {"message": "invalid service", "errors": e.errors}
                 except Conflict as e:
@@ -89,6 +92,23 @@ def make_app(master):
             app.route(path, method, handler)
             return fn
         return wrap
+
+    def leader_only():
+        """Writes go to the leader: a standby answers 307 with its address."""
+        if master.election.is_leader():
+            return
+        leader = master.leader()
+        if leader and leader[0] != master.name and leader[1]:
+            query = bottle.request.query_string
+            location = f"http://{leader[1]}{bottle.request.path}" + (f"?{query}" if query else "")
+            bottle.response.set_header("Location", location)
+            raise HTTPError(307, f"{master.name} is a standby; the leader is {leader[0]}",
+                            leader={"name": leader[0], "api": leader[1], "epoch": leader[2]})
+        raise HTTPError(503, f"no leader can take writes now: {master.election.reason}")
+
+    def commit():
+        """Acknowledge only what a majority of nodes holds."""
+        master.election.replicate()
 
     def existing(name):
         check_name(name)
@@ -110,7 +130,8 @@ def make_app(master):
 
     @route("/health")
     def health():
-        return 200, {"status": "ok", "master": master.name}
+        return 200, {"status": "ok", "master": master.name, "role": master.election.role_name,
+                     "epoch": master.election.epoch}
 
     @route("/state")
     def state():
@@ -127,9 +148,11 @@ def make_app(master):
     @route("/service", "POST")
     def create():
         wait, timeout = waiting()
+        leader_only()
         body = _body()
         name, spec, replicas = service_body(body, len(master.inventory.nodes))
         service = store.create_service(name, spec, replicas, master.now_iso())
+        commit()
         master.loop.event("created", f"service {name} v1: {replicas} x {spec.image}", service=name)
         master.loop.wake()
         return answer(service, True, wait, timeout)
@@ -141,11 +164,14 @@ def make_app(master):
     @route("/service/<name>", "PATCH")
     def patch(name):
         wait, timeout = waiting()
+        leader_only()
         current = existing(name)
         body = _body()
         base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
         _, spec, replicas = service_body(body, len(master.inventory.nodes), base=base)
         service = store.update_service(name, spec, replicas, master.now_iso())
+        if service.version != current.version:
+            commit()
         if service.version != current.version:
             master.loop.event("updated", f"service {name} v{service.version}: {replicas} x {spec.image}",
                               service=name)
@@ -155,8 +181,10 @@ def make_app(master):
     @route("/service/<name>", "DELETE")
     def delete(name):
         wait, timeout = waiting()
+        leader_only()
         existing(name)
         service = store.mark_delete(name, master.now_iso())
+        commit()
         master.loop.event("deleting", f"service {name} marked for deletion", service=name)
         master.loop.wake()
         if not wait:
@@ -184,8 +212,10 @@ def make_app(master):
     @route("/nodes/<name>/drain", "POST")
     def drain(name):
         wait, timeout = waiting()
+        leader_only()
         node_named(name)
         store.set_drained(name, True)
+        commit()
         master.loop.event("drain", f"node {name} drained: its containers move away", node=name)
         master.loop.wake()
         done = master.wait_empty(name, timeout) if wait else False
@@ -193,8 +223,10 @@ def make_app(master):
 
     @route("/nodes/<name>/activate", "POST")
     def activate(name):
+        leader_only()
         node_named(name)
         store.set_drained(name, False)
+        commit()
         master.loop.event("activate", f"node {name} takes work again", node=name)
         master.loop.wake()
         return 200, next(n for n in views.nodes() if n["name"] == name)

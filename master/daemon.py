@@ -3,13 +3,16 @@
 `Master(inventory).serve()` runs until SIGTERM/SIGINT, then stops the loop,
 the probers and the HTTP server, and closes the SSH connections.
 """
+import os
 import signal
 import threading
 import time
 
+import requests
 from cheroot import wsgi
 
 from master.api import make_app
+from master.election import Election
 from master.loop import Loop, iso
 from master.observe import Observation, Prober
 from master.view import Views
@@ -25,11 +28,15 @@ class Master:
         self.settings = s = inventory.settings
         self.started_wall = wall()
         self.started_at = iso(self.started_wall)
-        self.store = Store(s["state_file"])
+        self.store = Store(state_file(s["state_file"], self.name, len(inventory.masters)))
         self.fleet = Fleet(inventory.nodes, s["known_hosts"], s["connect_timeout"],
-                           s["command_timeout"], int(s["per_node_parallelism"]))
+                           s["command_timeout"], int(s["per_node_parallelism"]), source=me.get("source"))
         self.observation = Observation([n.name for n in inventory.nodes], s, clock=clock)
         self.loop = Loop(self.store, self.fleet, self.observation, s, clock=clock, wall=wall)
+        self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.loop.event, clock,
+                                 on_lead=self.loop.wake)
+        self.loop.election = self.election
+        self.peers = {}                     # other masters as last seen over HTTP
         self.probers = [Prober(n.name, self.fleet, self.observation, self.loop.stopping, self.now_iso)
                         for n in inventory.nodes]
         self.views = Views(self)
@@ -70,13 +77,35 @@ class Master:
                 self.loop.lock.wait(min(left, 0.5))
             return True
 
+    def leader(self):
+        """(name, api, epoch) of the leader as this master sees it, or None."""
+        seen = self.election.leader_seen
+        if seen is None:
+            return None
+        api = next((m["api"] for m in self.inventory.masters if m["name"] == seen[0]), None)
+        return seen[0], api, seen[1]
+
+    def watch_peers(self):
+        others = [m for m in self.inventory.masters if m["name"] != self.name]
+        while others and not self.loop.stopping.wait(2.0):
+            for m in others:
+                try:
+                    health = requests.get(f"http://{m['api']}/health", timeout=0.5).json()
+                    self.peers[m["name"]] = {"reachable": True, "role": health.get("role"),
+                                             "epoch": health.get("epoch")}
+                except (requests.RequestException, ValueError):
+                    self.peers[m["name"]] = {"reachable": False, "role": None, "epoch": None}
+
     def start(self):
         for p in self.probers:
             p.start()
+        self.election.start()
+        threading.Thread(target=self.watch_peers, name="peers", daemon=True).start()
         self.loop.start()
         self.loop.event("master", f"master {self.name} started")
 
     def stop(self):
+        self.election.stop()
         self.loop.stop()
         if self.server is not None:
             self.server.stop()
@@ -104,3 +133,11 @@ class Master:
             self.server.serve()
         finally:
             self.stop()
+
+
+def state_file(path, master, masters):
+    """With several masters in one inventory each keeps its own file."""
+    if masters <= 1:
+        return path
+    root, ext = os.path.splitext(path)
+    return f"{root}.{master}{ext or '.json'}"

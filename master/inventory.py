@@ -27,6 +27,7 @@ DEFAULTS = {
     "per_node_parallelism": 4,
     "converge_timeout": 60.0,
     "rebalance_parallelism": 1,
+    "lease_ttl": 6.0,
 }
 NUMBERS = {k for k, v in DEFAULTS.items() if isinstance(v, (int, float))}
 COUNTS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
@@ -114,8 +115,8 @@ def load(path):
         fail(f"nodes: name {sorted(dup)[0]!r} appears twice")
 
     masters_raw = data.get("masters") or [{"name": "m1", "api": "127.0.0.1:7070"}]
-    if not isinstance(masters_raw, list):
-        fail("masters: must be a list", _where(data, "masters"))
+    if not isinstance(masters_raw, list) or len(masters_raw) >= 100:
+        fail("masters: must be a list of at most 99 masters", _where(data, "masters"))
     masters = []
     for i, m in enumerate(masters_raw):
         if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not NODE_NAME.fullmatch(m["name"]):
@@ -126,7 +127,13 @@ def load(path):
             fail(f"masters[{i}].api: must be HOST:PORT", _where(m))
         if any(x["name"] == m["name"] for x in masters):
             fail(f"masters[{i}].name: {m['name']!r} appears twice", _where(m))
-        masters.append({"name": m["name"], "api": api})
+        extra = sorted(set(m) - {"name", "api", "source"})
+        if extra:
+            fail(f"masters[{i}].{extra[0]}: unknown field", _where(m, extra[0]))
+        source = m.get("source")
+        if source is not None and (not isinstance(source, str) or not HOST.fullmatch(source)):
+            fail(f"masters[{i}].source: must be a local IP address to connect from", _where(m, "source"))
+        masters.append({"name": m["name"], "api": api, "source": source, "index": i + 1})
 
     settings_raw = data.get("settings") or {}
     if not isinstance(settings_raw, dict):

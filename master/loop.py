@@ -10,8 +10,9 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from master.election import NotLeader
 from model import Container, DELETE, NEW, READY
-from remote import commands, parse
+from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
 from scheduler.reconcile import reconcile, converged, running_count
 
@@ -24,6 +25,7 @@ class Loop(threading.Thread):
     def __init__(self, store, fleet, observation, settings, clock=time.monotonic, wall=time.time):
         super().__init__(name="reconcile", daemon=True)
         self.store, self.fleet, self.obs, self.settings = store, fleet, observation, settings
+        self.election = None                       # set by the master before start()
         self.clock, self.wall = clock, wall
         self.stopping = threading.Event()
         self.woken = threading.Event()
@@ -37,6 +39,7 @@ class Loop(threading.Thread):
         self._events = []
         self.reconcile_seconds = 0.0
         self.node_statuses = {}                    # last status seen per node, for transitions
+        self.led = (None, 0)                       # (epoch, reconcile rounds finished as its leader)
 
     # -- control ----------------------------------------------------------
     def wake(self):
@@ -78,6 +81,10 @@ class Loop(threading.Thread):
             everything = self.obs.containers()
             for service, slot, message in self.backoffs.observe(services, everything, now, self.wall()):
                 self.event("exited", f"{service}.{slot}: {message}", service=service)
+            if not self.election.is_leader():
+                self.last_plan = ()
+                return               # standbys and cut-off leaders never act
+            epoch = self.election.current_epoch()
             observed = [c for c in everything if c.id not in self.removing]
             removing_nodes = {c.node for c in everything if c.id in self.removing}
             plan = reconcile(services, observed, statuses, now, self.backoffs.until(),
@@ -85,9 +92,10 @@ class Loop(threading.Thread):
                              drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes)
             self.last_plan = plan.actions
             for action in plan.changes:
-                self._start(action, services)
+                self._start(action, services, epoch)
             # Containers still being removed count until they are gone.
             self._record_progress(services, self.obs.containers(), statuses)
+            self.led = (epoch, self.led[1] + 1 if self.led[0] == epoch else 1)
         self.reconcile_seconds = self.clock() - started
 
     def _record_nodes(self, statuses, now):
@@ -118,26 +126,37 @@ class Loop(threading.Thread):
             self.lock.notify_all()
 
     # -- actions -------------------------------------------------------------
-    def _start(self, action, services):
+    def _start(self, action, services, epoch):
         spec = next((s.spec for s in services if s.name == action.service), None)
         if action.kind in ("place", "replace"):
             self.pending[(action.service, action.slot)] = action.node
         if action.container is not None and action.kind in ("stop", "replace"):
             self.removing.add(action.container.id)
-        self.fleet.submit(self._apply, action, spec)
+        self.fleet.submit(self._apply, action, spec, epoch)
 
-    def _apply(self, action, spec):
+    def _fenced(self, node, epoch, kind, argv):
+        """Run a mutating engine command under the node's epoch fence."""
+        self.election.ensure_claimed(node)
+        result = self.fleet.run(node, lease.fenced(epoch, kind, argv))
+        if result.exit == lease.FENCED_EXIT:
+            self.election.fenced_refusal(node, result.stderr)
+            raise NotLeader(f"node {node} fenced epoch {epoch}")
+        return result
+
+    def _apply(self, action, spec, epoch):
         key = (action.service, action.slot)
         try:
             if action.kind == "stop":
-                self._remove(action.container, action.reason)
+                self._remove(action.container, action.reason, epoch)
                 return
             stop_first = bool(spec.ports) and action.container is not None
             if stop_first:
-                self._remove(action.container, f"{action.reason}, stop-first")
-            placed = self._place(action, spec)
+                self._remove(action.container, f"{action.reason}, stop-first", epoch)
+            placed = self._place(action, spec, epoch)
             if placed and action.container is not None and not stop_first:
-                self._remove(action.container, action.reason)
+                self._remove(action.container, action.reason, epoch)
+        except NotLeader as e:
+            self.event("error", f"{action.kind} {action.service}.{action.slot} not done: {e}", service=action.service)
         except Exception as e:
             self.event("error", f"{action.kind} {action.service}.{action.slot}: {e}", service=action.service)
         finally:
@@ -149,16 +168,18 @@ class Loop(threading.Thread):
                 self.lock.notify_all()
             self.wake()
 
-    def _place(self, action, spec):
+    def _place(self, action, spec, epoch):
         key = (action.service, action.slot)
         name = commands.container_name(action.service, action.slot, secrets.token_hex(3))
-        argv = commands.run(name, action.service, action.slot, spec)
+        argv = commands.run(name, action.service, action.slot, spec, epoch)
         try:
-            result = self.fleet.run(action.node, argv)
+            result = self._fenced(action.node, epoch, "run", argv)
             if not result.ok:
                 raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip()
                                    else f"docker run exited {result.exit}")
             cid = parse.container_id(result.stdout)
+        except NotLeader:
+            raise
         except Exception as e:
             with self.lock:
                 failure = self.backoffs.place_failed(key, self.clock(), str(e))
@@ -176,9 +197,9 @@ class Loop(threading.Thread):
                    service=action.service, node=action.node, command=argv)
         return True
 
-    def _remove(self, container, reason):
+    def _remove(self, container, reason, epoch):
         argv = commands.remove(container.id)
-        result = self.fleet.run(container.node, argv)
+        result = self._fenced(container.node, epoch, "remove", argv)
         if not result.ok and "No such container" not in result.stderr:
             raise RuntimeError(result.stderr.strip() or f"docker rm exited {result.exit}")
         self.obs.remove(container)

@@ -89,6 +89,21 @@ class Views:
                           "containers": sum(1 for c in everything if c.node == info.name)})
         return nodes
 
+    def _leader(self):
+        leader = self.m.leader()
+        return None if leader is None else {"name": leader[0], "api": leader[1], "epoch": leader[2]}
+
+    def _masters(self):
+        out = []
+        for m in self.m.inventory.masters:
+            if m["name"] == self.m.name:
+                out.append({"name": m["name"], "api": m["api"], "reachable": True,
+                            "role": self.m.election.role_name, "epoch": self.m.election.epoch})
+            else:
+                seen = self.m.peers.get(m["name"], {"reachable": None, "role": None, "epoch": None})
+                out.append(dict(seen, name=m["name"], api=m["api"]))
+        return out
+
     def state(self):
         loop = self.m.loop
         with loop.lock:
@@ -103,8 +118,12 @@ class Views:
             return {
                 "master": {"name": self.m.name, "pid": os.getpid(), "api": self.m.api,
                            "started_at": self.m.started_at,
-                           "uptime_s": round(wall - self.m.started_wall, 1), "role": "leader",
-                           "reconcile_seconds": round(loop.reconcile_seconds, 4)},
+                           "uptime_s": round(wall - self.m.started_wall, 1), "role": self.m.election.role_name,
+                           "epoch": self.m.election.epoch, "reason": self.m.election.reason or None,
+                           "reconcile_seconds": round(loop.reconcile_seconds, 4),
+                           "rounds_led": loop.led[1] if loop.led[0] == self.m.election.epoch else 0},
+                "leader": self._leader(),
+                "masters": self._masters(),
                 "nodes": nodes,
                 "services": services,
                 "containers": containers,

@@ -64,3 +64,51 @@ def container_id(stdout):
     if not lines:
         raise ParseError("docker run printed no container id")
     return lines[-1]
+
+
+# -- node-side lease files (remote/lease.py) ------------------------------------
+
+def _ver(line):
+    """'ver E V' -> (E, V); (0, 0) when the node holds no replica yet."""
+    words = line.split()[1:]
+    try:
+        return (int(words[0]), int(words[1])) if len(words) == 2 else (0, 0)
+    except ValueError:
+        raise ParseError(f"bad replica version line {line!r}") from None
+
+
+def claim(stdout):
+    """-> (granted, node_epoch, (epoch, version) of the replica, replica text)."""
+    lines = (stdout or "").split("\n", 2)
+    if len(lines) < 2 or not lines[1].startswith("ver"):
+        raise ParseError(f"unexpected claim answer {stdout[:200]!r}")
+    verdict = lines[0].split()
+    if len(verdict) != 2 or verdict[0] not in ("granted", "refused"):
+        raise ParseError(f"unexpected claim answer {lines[0]!r}")
+    return verdict[0] == "granted", int(verdict[1]), _ver(lines[1]), (lines[2] if len(lines) > 2 else "")
+
+
+def renew(stdout):
+    """-> (True, counter) when renewed, (False, node_epoch) when the lease is lost."""
+    words = (stdout or "").split()
+    if len(words) != 2 or words[0] not in ("ok", "lost"):
+        raise ParseError(f"unexpected renew answer {stdout[:200]!r}")
+    return words[0] == "ok", int(words[1])
+
+
+def lease(stdout):
+    """-> (node_epoch, (lease_epoch, holder, counter) or None, (epoch, version))."""
+    lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in (stdout or "").splitlines())
+    if "epoch" not in lines:
+        raise ParseError(f"unexpected lease answer {stdout[:200]!r}")
+    words = lines.get("lease", "").split()
+    held = (int(words[0]), words[1], int(words[2])) if len(words) == 3 else None
+    return int(lines["epoch"]), held, _ver("ver " + lines.get("ver", ""))
+
+
+def replica(stdout):
+    """read_state -> ((epoch, version), replica text)."""
+    first, _, rest = (stdout or "").partition("\n")
+    if not first.startswith("ver"):
+        raise ParseError(f"unexpected replica answer {stdout[:200]!r}")
+    return _ver(first), rest

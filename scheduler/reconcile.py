@@ -124,19 +124,26 @@ def _reconcile_service(service, mine, r, totals):
         actions += [_stop(c, "duplicate for slot") for c in containers[1:] if r.ready(c.node)]
 
     # Counts as they will be after this round: keepers stay where they are.
-    counts = Counter(c.node for c in keepers.values() if r.ready(c.node))
+    def holds(c):
+        """Settled containers (exited, and their policy keeps them down) hold no place."""
+        return (c.running or _restarts(service.spec.restart, c.exit_code)
+                or (c.spec != digest and c.node in r.eligible))     # to be replaced in place
+
+    counts = Counter(c.node for c in keepers.values() if r.ready(c.node) and holds(c))
     counts.update(node for slot, node in in_flight.items() if 1 <= slot <= service.replicas)
     busy = set(in_flight)  # slots with a change under way or planned this round
 
     def target(keeper):
         """Where a replacement goes: the same node unless it is drained."""
         if keeper is not None and keeper.node in r.eligible:
+            if not holds(keeper):
+                counts[keeper.node] += 1
             return keeper.node
         node = choose_node(r.eligible, counts, totals, one_per_node)
         if node is not None:
             counts[node] += 1
             totals[node] += 1
-            if keeper is not None:
+            if keeper is not None and holds(keeper):
                 counts[keeper.node] -= 1
         return node
 
@@ -226,7 +233,7 @@ def converged(service, observed, node_status, drained=frozenset()):
                and c.spec == digest and c.node not in drained for c in mine):
         return False
     eligible = sorted(n for n, s in node_status.items() if s == READY and n not in drained)
-    return spread_ok(eligible, Counter(c.node for c in mine))
+    return spread_ok(eligible, Counter(c.node for c in mine if c.running))
 
 
 def running_count(service, observed, node_status):

@@ -7,6 +7,7 @@ Callers pass wall-clock time strings in; nothing here reads the clock.
 import threading
 
 from tinydb import TinyDB, Query
+from tinydb.table import Document
 from tinydb.storages import MemoryStorage
 
 from model import Service, ServiceSpec, NEW, RUNNING, DELETE
@@ -38,6 +39,7 @@ class Store:
         self._services = self.db.table("services", cache_size=0)
         self._events = self.db.table("events", cache_size=0)
         self._nodes = self.db.table("nodes", cache_size=0)
+        self._meta = self.db.table("meta", cache_size=0)
 
     # -- services ------------------------------------------------------
     def services(self):
@@ -61,6 +63,7 @@ class Store:
                 raise Conflict(f"service {name!r} already exists")
             self._services.insert({"name": name, "spec": spec.to_dict(), "replicas": replicas,
                                    "version": 1, "state": NEW, "created_at": now, "updated_at": now})
+            self._bump()
             return self.service(name)
 
     def update_service(self, name, spec, replicas, now):
@@ -73,6 +76,7 @@ class Store:
             self._services.update({"spec": spec.to_dict(), "replicas": replicas, "state": NEW,
                                    "version": current.version + 1, "updated_at": now},
                                   Query().name == name)
+            self._bump()
             return self.service(name)
 
     def mark_delete(self, name, now):
@@ -81,6 +85,7 @@ class Store:
             if current.state != DELETE:
                 self._services.update({"state": DELETE, "version": current.version + 1, "updated_at": now},
                                       Query().name == name)
+                self._bump()
             return self.service(name)
 
     def mark_running(self, name, version):
@@ -108,11 +113,49 @@ class Store:
 
     def set_drained(self, name, drained):
         """Stored availability of a node; True means it takes no work."""
-        self.set_node(name, drained=bool(drained))
+        with self.lock:
+            self.set_node(name, drained=bool(drained))
+            self._bump()
 
     def nodes(self):
         with self.lock:
             return {d["name"]: dict(d) for d in self._nodes.all()}
+
+    # -- replication ---------------------------------------------------
+    def _bump(self):
+        """Every change a client asked for moves the replicated version on."""
+        meta = self._meta.get(doc_id=1) or {"epoch": 0, "version": 0}
+        self._meta.upsert(Document({"epoch": meta["epoch"], "version": meta["version"] + 1}, doc_id=1))
+
+    def stamp(self):
+        """(epoch, version) of the desired state held here."""
+        with self.lock:
+            meta = self._meta.get(doc_id=1) or {"epoch": 0, "version": 0}
+            return meta["epoch"], meta["version"]
+
+    def set_epoch(self, epoch):
+        """The leader of `epoch` owns this state from now on."""
+        with self.lock:
+            _, version = self.stamp()
+            self._meta.upsert(Document({"epoch": epoch, "version": version}, doc_id=1))
+
+    def snapshot(self):
+        """The replicated part of the state: services and drained nodes."""
+        with self.lock:
+            epoch, version = self.stamp()
+            return {"epoch": epoch, "version": version,
+                    "services": sorted((dict(d) for d in self._services.all()), key=lambda d: d["name"]),
+                    "drained": sorted(n for n, d in self.nodes().items() if d.get("drained"))}
+
+    def adopt(self, doc):
+        """Replace the replicated part by `doc` (a snapshot from the nodes)."""
+        with self.lock:
+            self._services.truncate()
+            self._services.insert_multiple(doc.get("services", []))
+            drained = set(doc.get("drained", []))
+            for name in set(self.nodes()) | drained:
+                self.set_node(name, drained=name in drained)
+            self._meta.upsert(Document({"epoch": doc["epoch"], "version": doc["version"]}, doc_id=1))
 
     # -- events --------------------------------------------------------
     def add_events(self, events):

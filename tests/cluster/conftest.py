@@ -84,48 +84,64 @@ def engines(sandbox):
 
 
 class MasterProcess:
-    def __init__(self, inventory, log_path):
-        self.inventory, self.log_path = inventory, log_path
+    def __init__(self, inventory, log_path, name=None, api=API):
+        self.inventory, self.log_path, self.name, self.api = inventory, log_path, name, api
         self.proc = None
 
-    def start(self, timeout=20):
+    def start(self, timeout=30, role="leader"):
+        """Start the process; wait until it answers /health (in `role`, if given)."""
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", self.inventory, "up"],
+        argv = [sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", self.inventory, "up"]
+        self.proc = subprocess.Popen(argv + (["--name", self.name] if self.name else []),
                                      stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"master exited {self.proc.returncode}; see {self.log_path}")
-            try:
-                if requests.get(f"{BASE}/health", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                pass
+            if self.role() is not None and role in (None, self.role()):
+                return
             time.sleep(0.1)
-        raise RuntimeError("master did not answer /health")
+        raise RuntimeError(f"master did not answer /health as {role}; see {self.log_path}")
+
+    def role(self):
+        try:
+            return requests.get(f"http://{self.api}/health", timeout=1).json()["role"]
+        except (requests.RequestException, ValueError, KeyError):
+            return None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=20)
 
+    def send(self, sig):
+        self.proc.send_signal(sig)
+
 
 @pytest.fixture(scope="session")
-def master(sandbox, tmp_path_factory):
+def master(sandbox, engines, tmp_path_factory):
     m = MasterProcess(sandbox, str(tmp_path_factory.mktemp("master") / "master.log"))
     m.start()
     wait_for(lambda: all(n["status"] == "ready" for n in api("GET", "/state").json()["nodes"]), 20)
+    remove_all(engines)         # a sandbox kept from an earlier run may hold services
     yield m
     m.stop()
+
+
+def remove_all(engines):
+    for svc in api("GET", "/service").json():
+        api("DELETE", f"/service/{svc['name']}")
+    wait_for(lambda: not any(engines.containers(running_only=False).values()), 30)
 
 
 @pytest.fixture
 def clean(master, engines):
     """Every test starts and ends with no service and no labelled container."""
     yield
-    for svc in api("GET", "/service").json():
-        api("DELETE", f"/service/{svc['name']}")
-    wait_for(lambda: not any(engines.containers(running_only=False).values()), 30)
+    remove_all(engines)
 
 
 def api(method, path, body=None, **kw):

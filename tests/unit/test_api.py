@@ -35,6 +35,8 @@ def master():
         name="m1", store=store, settings={"converge_timeout": 1},
         inventory=SimpleNamespace(nodes=[NodeInfo(f"node{i}", f"127.0.0.{20 + i}") for i in (1, 2, 3)]),
         views=Untouchable("views"), loop=Untouchable("loop"),
+        election=SimpleNamespace(is_leader=lambda: True, role="leader", role_name="leader", epoch=101, reason="",
+                                 replicate=lambda: pytest.fail("a bad request was replicated")),
         now_iso=lambda: "2024-01-01T00:05:00Z")
     m.wait_settled = lambda *_: pytest.fail("a bad request waited for the loop")
     return m
@@ -188,7 +190,7 @@ def test_bad_query_parameters_are_rejected_before_any_write(app, master, method,
 
 
 def test_health(app):
-    assert call(app, "GET", "/health")[::2] == (200, {"status": "ok", "master": "m1"})
+    assert call(app, "GET", "/health")[::2] == (200, {"status": "ok", "master": "m1", "role": "leader", "epoch": 101})
 
 
 def test_openapi_document(app):

@@ -56,7 +56,8 @@ def test_a_good_file(tmp_path):
         NodeInfo("node2", "node2.example.com", 2222, "bicycle", "/etc/bicycle/id_ed25519"),
         NodeInfo("node3", "::1", 22, "root", None),
     ]
-    assert inv.masters == [{"name": "m1", "api": "127.0.0.1:7070"}, {"name": "m2", "api": "[::1]:7071"}]
+    assert inv.masters == [{"name": "m1", "api": "127.0.0.1:7070", "source": None, "index": 1},
+                           {"name": "m2", "api": "[::1]:7071", "source": None, "index": 2}]
     assert inv.master() == inv.masters[0] and inv.master("m2") == inv.masters[1]
     assert inv.settings == dict(DEFAULTS, probe_interval=0.5, down_after=3,
                                 state_file=str(tmp_path / "data" / "state.json"),
@@ -75,7 +76,7 @@ def test_relative_paths_follow_the_file_not_the_working_directory(tmp_path, monk
 
 def test_defaults_only_need_nodes(tmp_path):
     inv = load(write(tmp_path, "nodes:\n  - {name: a, host: 10.0.0.1}\n"))
-    assert inv.masters == [{"name": "m1", "api": "127.0.0.1:7070"}]
+    assert inv.masters == [{"name": "m1", "api": "127.0.0.1:7070", "source": None, "index": 1}]
     assert inv.settings["down_after"] == DEFAULTS["down_after"]
 
 
