@@ -27,3 +27,4 @@ cluster: setup
 bench: setup
 	$(PY) bench/converge.py
 	$(PY) bench/heal.py
+	$(PY) bench/failover.py

@@ -82,8 +82,14 @@ def status(ctx, as_json):
         click.echo(json.dumps(state, indent=2))
         return
     m = state["master"]
-    click.echo(f"master {m['name']} ({m['role']}) at {m['api']}, pid {m['pid']}, "
-               f"up {tables.duration(m['uptime_s'])}\n")
+    click.echo(f"master {m['name']} ({m['role']}, epoch {m.get('epoch') or '-'}) at {m['api']}, pid {m['pid']}, "
+               f"up {tables.duration(m['uptime_s'])}")
+    leader = state.get("leader")
+    click.echo(f"leader: {leader['name']} at {leader['api']}, epoch {leader['epoch']}" if leader
+               else f"leader: none ({m.get('reason') or 'unknown'})")
+    if len(state.get("masters", [])) > 1:
+        click.echo(tables.masters_table(state["masters"]))
+    click.echo()
     click.echo(tables.nodes_table(state["nodes"]) + "\n")
     click.echo(tables.services_table(state["services"]) + "\n")
     click.echo(tables.containers_table(state["containers"]))

@@ -38,3 +38,8 @@ def containers_table(containers):
     return table(["container", "service", "slot", "node", "image", "status", "uptime"],
                  [[c["name"], c["service"], c["slot"], c["node"], c["image"], c["status"],
                    duration(c.get("uptime_s"))] for c in containers])
+
+
+def masters_table(masters):
+    return table(["master", "api", "role", "epoch", "reachable"],
+                 [[m["name"], m["api"], m.get("role"), m.get("epoch"), m.get("reachable")] for m in masters])

@@ -26,7 +26,7 @@ def test_create_status_scale_rm(engines):
 
     r = cli("status")
     assert r.returncode == 0, r.stderr
-    for word in ("NODE", "node1", "ready", "SERVICE", "cli-web", "4/4", "CONTAINER", "UPTIME"):
+    for word in ("leader: m1", "NODE", "node1", "ready", "SERVICE", "cli-web", "4/4", "CONTAINER", "UPTIME"):
         assert word in r.stdout
 
     r = cli("service", "scale", "cli-web", "1")

@@ -103,6 +103,9 @@ def test_standby_redirects_writes_and_names_the_leader(ha, engines):
                          timeout=60, cwd=os.path.dirname(SANDBOX))
     assert cli.returncode == 0, cli.stderr
     assert sorted(engines.counts("web").values()) == [1, 1, 1]
+    status = subprocess.run([".venv/bin/python", "bicycle.py", "--api", ha.procs[standby].api, "status"],
+                            capture_output=True, text=True, timeout=60, cwd=os.path.dirname(SANDBOX))
+    assert f"leader: {leader} at" in status.stdout and "MASTER" in status.stdout, status.stdout
     # The standby follows the replicated state.
     wait_for(lambda: [s["name"] for s in requests.get(ha.api(standby) + "/service", timeout=5).json()] == ["web"], 20)
     clean(ha, engines)
