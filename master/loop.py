@@ -37,6 +37,9 @@ class Loop(threading.Thread):
         self.drained = frozenset()                 # nodes that take no work (from the store)
         self.last_plan = ()
         self._events = []
+        # Events have a lock of their own: any thread may record one while
+        # holding any other lock (the election's, the loop's) without deadlock.
+        self._events_lock = threading.Lock()
         self.reconcile_seconds = 0.0
         self.node_statuses = {}                    # last status seen per node, for transitions
         self.led = (None, 0)                       # (epoch, reconcile rounds finished as its leader)
@@ -208,11 +211,11 @@ class Loop(threading.Thread):
 
     # -- events ----------------------------------------------------------------
     def event(self, kind, message, **fields):
-        with self.lock:
+        with self._events_lock:
             self._events.append(dict(fields, time=iso(self.wall()), kind=kind, message=message))
 
     def flush_events(self):
-        with self.lock:
+        with self._events_lock:
             batch, self._events = self._events, []
         self.store.add_events(batch)
 
