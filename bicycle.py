@@ -227,6 +227,74 @@ def node_activate(ctx, name):
     click.echo(f"node {name} active")
 
 
+@main.command()
+@click.argument("service_name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--tail", default="100", show_default=True, help="Lines per container, or 'all'.")
+@click.option("--since", default=None, help="Unix time, RFC 3339 time or duration (10m).")
+@click.option("--node", default=None, help="Every Bicycle container of this node instead of a service.")
+@click.option("-t", "--timestamps", is_flag=True)
+@click.pass_context
+def logs(ctx, service_name, follow, tail, since, node, timestamps):
+    """Merged logs of a service's containers (SERVICE_NAME '-' with --node for a node's)."""
+    path = f"/nodes/{node}/logs" if node else f"/service/{service_name}/logs"
+    params = {"tail": tail, "follow": str(follow).lower(), "timestamps": str(timestamps).lower()}
+    if since:
+        params["since"] = since
+    try:
+        for line in _client(ctx).lines(path, params):
+            click.echo(line)
+    except ClientError as e:
+        raise Fail(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("service_name", required=False)
+@click.option("--node", default=None, help="The containers of one node.")
+@click.pass_context
+def top(ctx, service_name, node):
+    """CPU and memory per container (of a service, a node, or everything)."""
+    if service_name:
+        paths = [f"/service/{service_name}/stats"]
+    elif node:
+        paths = [f"/nodes/{node}/stats"]
+    else:
+        _, nodes = _call(ctx, "GET", "/nodes")
+        paths = [f"/nodes/{n['name']}/stats" for n in nodes]
+    rows, errors = [], {}
+    for path in paths:
+        _, answer = _call(ctx, "GET", path)
+        rows += answer["containers"]
+        errors.update(answer["errors"])
+    click.echo(tables.stats_table(rows))
+    for n, e in sorted(errors.items()):
+        click.echo(f"# {n}: {e}", err=True)
+
+
+@main.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events.")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def events(ctx, follow, limit):
+    """The timeline of decisions: placements, removals, node health, leadership."""
+    def show(e):
+        click.echo(f"{e['time']}  {e['kind']:<10} {e['message']}")
+    _, recent = _call(ctx, "GET", "/events", params={"limit": limit})
+    for e in recent:
+        show(e)
+    if follow:
+        since = recent[-1]["id"] if recent else 0
+        try:
+            for line in _client(ctx).lines("/events", {"follow": "true", "since": since}):
+                show(json.loads(line))
+        except ClientError as e:
+            raise Fail(str(e)) from None
+        except KeyboardInterrupt:
+            pass
+
+
 @main.group()
 def sandbox():
     """A local cluster of real nodes (sshd + dockerd pairs on 127.0.0.x)."""

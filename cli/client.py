@@ -30,3 +30,18 @@ class Client:
                 message += ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in details)
             raise ClientError(f"error {r.status_code}: {message}")
         return r.status_code, payload
+
+    def lines(self, path, params=None):
+        """A streamed text answer, line by line (logs, followed events)."""
+        try:
+            with requests.get(self.base + path, params=params, stream=True, timeout=(5, None)) as r:
+                if r.status_code != 200:
+                    try:
+                        message = r.json().get("message", r.reason)
+                    except ValueError:
+                        message = r.reason
+                    raise ClientError(f"error {r.status_code}: {message}")
+                for line in r.iter_lines(decode_unicode=True):
+                    yield line
+        except requests.ConnectionError:
+            raise ClientError(f"no master answers at {self.api} (start one with: bicycle.py up)") from None

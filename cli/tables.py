@@ -43,3 +43,10 @@ def containers_table(containers):
 def masters_table(masters):
     return table(["master", "api", "role", "epoch", "reachable"],
                  [[m["name"], m["api"], m.get("role"), m.get("epoch"), m.get("reachable")] for m in masters])
+
+
+def stats_table(rows):
+    def mib(n):
+        return None if n is None else f"{n / 1024 / 1024:.1f}MiB"
+    return table(["container", "node", "cpu %", "memory", "mem %"],
+                 [[r["name"], r["node"], r["cpu_percent"], mib(r["memory_bytes"]), r["memory_percent"]] for r in rows])

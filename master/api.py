@@ -8,64 +8,11 @@ import json
 
 import bottle
 
-from master import openapi
+from master import openapi, api_monitor
+from master.http import HTTPError, MAX_BODY, json_answer, read_body, query_flag, query_timeout  # noqa: F401 (MAX_BODY: part of the API)
 from master.election import NotLeader
 from master.validate import Invalid, service_body, check_name
 from store.state import Conflict, Missing
-
-MAX_BODY = 1024 * 1024
-
-
-class HTTPError(Exception):
-    def __init__(self, status, message, errors=None, **extra):
-        super().__init__(message)
-        self.status, self.message, self.errors, self.extra = status, message, errors, extra
-
-
-def _json(status, payload):
-    bottle.response.status = status
-    bottle.response.content_type = "application/json"
-    return json.dumps(payload, indent=None)
-
-
-def _body():
-    length = bottle.request.content_length
-    if length > MAX_BODY:
-        raise HTTPError(413, f"request body larger than {MAX_BODY} bytes")
-    raw = bottle.request.body.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise HTTPError(413, f"request body larger than {MAX_BODY} bytes")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HTTPError(400, f"body is not valid JSON: {e}") from None
-    except RecursionError:
-        raise HTTPError(400, "body is nested too deeply") from None
-
-
-def _flag(name, default=True):
-    value = bottle.request.query.get(name)
-    if value is None:
-        return default
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise HTTPError(400, f"query parameter {name} must be true or false")
-
-
-def _timeout(default):
-    value = bottle.request.query.get("timeout")
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise HTTPError(400, "query parameter timeout must be a number of seconds") from None
-    if not 0 <= seconds <= 600:
-        raise HTTPError(400, "query parameter timeout must be 0-600 seconds")
-    return seconds
-
 
 def make_app(master):
     app = bottle.Bottle(catchall=True)
@@ -88,7 +35,11 @@ def make_app(master):
                     status, payload = 409, {"message": str(e)}
                 except Missing as e:
                     status, payload = 404, {"message": str(e)}
-                return _json(status, payload)
+                master.metrics.requests.labels(method, path, str(status)).inc()
+                if isinstance(payload, (dict, list)):
+                    return json_answer(status, payload)
+                bottle.response.status = status
+                return payload           # a stream of lines, metrics text, the dashboard
             app.route(path, method, handler)
             return fn
         return wrap
@@ -119,7 +70,7 @@ def make_app(master):
 
     def waiting():
         """The query's wait and timeout, checked before anything is written."""
-        return _flag("wait"), _timeout(master.settings["converge_timeout"])
+        return query_flag("wait"), query_timeout(master.settings["converge_timeout"])
 
     def answer(service, created, wait, timeout):
         if not wait:
@@ -149,7 +100,7 @@ def make_app(master):
     def create():
         wait, timeout = waiting()
         leader_only()
-        body = _body()
+        body = read_body()
         name, spec, replicas = service_body(body, len(master.inventory.nodes))
         service = store.create_service(name, spec, replicas, master.now_iso())
         commit()
@@ -166,7 +117,7 @@ def make_app(master):
         wait, timeout = waiting()
         leader_only()
         current = existing(name)
-        body = _body()
+        body = read_body()
         base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
         _, spec, replicas = service_body(body, len(master.inventory.nodes), base=base)
         service = store.update_service(name, spec, replicas, master.now_iso())
@@ -230,6 +181,8 @@ def make_app(master):
         master.loop.event("activate", f"node {name} takes work again", node=name)
         master.loop.wake()
         return 200, next(n for n in views.nodes() if n["name"] == name)
+
+    api_monitor.add_routes(app, route, master, query_flag)
 
     def error_handler(res):
         bottle.response.content_type = "application/json"

@@ -13,6 +13,8 @@ from cheroot import wsgi
 
 from master.api import make_app
 from master.election import Election
+from master.logs import Logs
+from master.metrics import Metrics
 from master.loop import Loop, iso
 from master.observe import Observation, Prober
 from master.view import Views
@@ -40,6 +42,11 @@ class Master:
         self.probers = [Prober(n.name, self.fleet, self.observation, self.loop.stopping, self.now_iso)
                         for n in inventory.nodes]
         self.views = Views(self)
+        self.logs = Logs(self.fleet, self.observation, clock)
+        self.metrics = Metrics(self)
+        self.loop.on_round = self.metrics.reconcile.observe
+        for conn in self.fleet.connections.values():
+            conn.on_command = lambda node, seconds: self.metrics.ssh.labels(node).observe(seconds)
         self.app = make_app(self)
         self.server = None
 

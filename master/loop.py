@@ -26,6 +26,7 @@ class Loop(threading.Thread):
         super().__init__(name="reconcile", daemon=True)
         self.store, self.fleet, self.obs, self.settings = store, fleet, observation, settings
         self.election = None                       # set by the master before start()
+        self.on_round = None                       # callable(seconds) after each round (metrics)
         self.clock, self.wall = clock, wall
         self.stopping = threading.Event()
         self.woken = threading.Event()
@@ -100,6 +101,8 @@ class Loop(threading.Thread):
             self._record_progress(services, self.obs.containers(), statuses)
             self.led = (epoch, self.led[1] + 1 if self.led[0] == epoch else 1)
         self.reconcile_seconds = self.clock() - started
+        if self.on_round is not None:
+            self.on_round(self.reconcile_seconds)
 
     def _record_nodes(self, statuses, now):
         for node, status in sorted(statuses.items()):

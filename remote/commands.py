@@ -50,3 +50,20 @@ def remove(container_id):
 
 def image_id(image):
     return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+
+
+def logs(container_id, tail=None, since=None, follow=False):
+    """docker logs with timestamps, stderr folded into stdout."""
+    argv = ["sh", "-c", 'exec docker logs "$@" 2>&1', "bicycle-logs", "--timestamps"]
+    if tail is not None:
+        argv += ["--tail", str(tail)]
+    if since is not None:
+        argv += ["--since", str(since)]
+    if follow:
+        argv.append("--follow")
+    return argv + ["--", container_id]
+
+
+def stats(container_ids):
+    """One sample of CPU and memory per container, one JSON object a line."""
+    return ["docker", "stats", "--no-stream", "--no-trunc", "--format", "{{json .}}", "--", *container_ids]

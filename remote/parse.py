@@ -1,5 +1,6 @@
 """Pure parsers of engine output into model values."""
 import json
+import re
 
 from model import Container, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC
 
@@ -112,3 +113,51 @@ def replica(stdout):
     if not first.startswith("ver"):
         raise ParseError(f"unexpected replica answer {stdout[:200]!r}")
     return _ver(first), rest
+
+
+
+# -- logs and stats ---------------------------------------------------------------
+
+def log_line(line):
+    """'2026-11-25T15:44:34.209481123Z text' -> (timestamp, text); no timestamp -> ("", line)."""
+    stamp, sep, text = line.partition(" ")
+    if sep and len(stamp) >= 20 and stamp[4] == "-" and stamp[10] == "T":
+        return stamp, text
+    return "", line
+
+
+def stats(stdout):
+    """docker stats --format '{{json .}}' -> [{id, name, cpu_percent, memory_bytes, memory_limit_bytes, memory_percent}]."""
+    rows = []
+    for line in (stdout or "").splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            raise ParseError(f"unexpected stats line {line[:200]!r}") from None
+        used, _, limit = item.get("MemUsage", "").partition(" / ")
+        rows.append({"id": item.get("ID", "")[:12], "name": item.get("Name", ""),
+                     "cpu_percent": _percent(item.get("CPUPerc")),
+                     "memory_bytes": _bytes(used), "memory_limit_bytes": _bytes(limit),
+                     "memory_percent": _percent(item.get("MemPerc"))})
+    return rows
+
+
+def _percent(text):
+    try:
+        return float((text or "").rstrip("%"))
+    except ValueError:
+        return None
+
+
+UNITS = {"b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 1000 ** 4,
+         "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4}
+
+
+def _bytes(text):
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text or "")
+    if not m:
+        return None
+    unit = UNITS.get(m.group(2).lower() or "b")
+    return None if unit is None else int(float(m.group(1)) * unit)

@@ -48,6 +48,7 @@ class NodeConnection:
         self._conn = None
         self._lock = threading.Lock()
         self.opened = 0           # how many times a connection was opened (tests read it)
+        self.on_command = None    # callable(node, seconds) after each command (metrics)
 
     def _transport(self):
         with self._lock:
@@ -117,14 +118,59 @@ class NodeConnection:
         except (paramiko.SSHException, OSError, EOFError, socket.timeout) as e:
             self.close()
             raise RemoteError(f"{self.node.name}: {type(e).__name__}: {e}") from None
-        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"),
-                      time.monotonic() - start)
+        seconds = time.monotonic() - start
+        if self.on_command is not None:
+            self.on_command(self.node.name, seconds)
+        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"), seconds)
+
+    def stream(self, argv):
+        """Start a long-running command (a log follower) on its own channel of
+        the same connection; returns a LineStream to read and close."""
+        transport = self._transport()
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            chan.set_combine_stderr(True)
+            chan.settimeout(0.5)
+            chan.exec_command(shlex.join(argv))
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise RemoteError(f"{self.node.name}: {type(e).__name__}: {e}") from None
+        return LineStream(chan)
 
     def close(self):
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+class LineStream:
+    """Lines of a running remote command, as they come."""
+
+    def __init__(self, chan):
+        self.chan = chan
+        self.buffer = b""
+
+    def lines(self, stopping):
+        """Yield complete lines until the command ends or `stopping` is set."""
+        while not stopping.is_set():
+            try:
+                data = self.chan.recv(65536)
+            except socket.timeout:
+                continue
+            except (OSError, EOFError, paramiko.SSHException):
+                break
+            if not data:
+                break
+            self.buffer += data
+            *complete, self.buffer = self.buffer.split(b"\n")
+            for line in complete:
+                yield line.decode(errors="replace")
+        if self.buffer:
+            yield self.buffer.decode(errors="replace")
+            self.buffer = b""
+
+    def close(self):
+        self.chan.close()
 
 
 def _drain(chan, deadline):
@@ -173,6 +219,17 @@ class Fleet:
                 results[n] = f.result()
             except Exception as e:     # a bad node is data, never a stopped sweep
                 results[n] = e
+        return results
+
+    def fan_out_items(self, fn, items):
+        """fn(item) for every item in parallel -> [result or exception], in order."""
+        futures = [self.pool.submit(fn, item) for item in items]
+        results = []
+        for f in futures:
+            try:
+                results.append(f.result())
+            except Exception as e:
+                results.append(e)
         return results
 
     def submit(self, fn, *args):

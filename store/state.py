@@ -169,9 +169,10 @@ class Store:
                 oldest = sorted(doc.doc_id for doc in self._events.all())[:excess]
                 self._events.remove(doc_ids=oldest)
 
-    def events(self, limit=100):
+    def events(self, limit=100, since=0):
+        """The newest `limit` events with an id above `since`, oldest first."""
         with self.lock:
-            docs = sorted(self._events.all(), key=lambda d: d.doc_id)
+            docs = sorted((d for d in self._events.all() if d.doc_id > since), key=lambda d: d.doc_id)
             return [dict(d, id=d.doc_id) for d in docs[-limit:]] if limit > 0 else []
 
     def close(self):

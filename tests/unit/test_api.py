@@ -11,6 +11,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from master.api import MAX_BODY, make_app
+from master.metrics import Metrics
 from model import NodeInfo, ServiceSpec
 from store.state import Store
 
@@ -39,6 +40,7 @@ def master():
                                  replicate=lambda: pytest.fail("a bad request was replicated")),
         now_iso=lambda: "2024-01-01T00:05:00Z")
     m.wait_settled = lambda *_: pytest.fail("a bad request waited for the loop")
+    m.metrics = Metrics(m)
     return m
 
 
@@ -153,7 +155,7 @@ def test_a_bad_service_name_in_the_path_is_422(app, unchanged):
     assert status == 422 and [e["field"] for e in payload["errors"]] == ["name"]
 
 
-@pytest.mark.parametrize("path", ["/nope", "/services", "/service/web/containers", "/"])
+@pytest.mark.parametrize("path", ["/nope", "/services", "/service/web/containers", "/dashboard"])
 def test_an_unknown_path_is_404_json(app, unchanged, path):
     status, _, payload = call(app, "GET", path)
     assert (status, payload) == (404, {"message": "no such endpoint"})
