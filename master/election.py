@@ -75,7 +75,7 @@ class Election(threading.Thread):
             return epoch
         granted, node_epoch, _, _ = parse.claim(self._call(node, cmd.claim(epoch, self.me)).stdout)
         with self.lock:
-            if granted or node_epoch == epoch and self.role == LEADER:
+            if (granted or node_epoch == epoch) and self.role == LEADER and self.epoch == epoch:
                 self.claimed.add(node)
                 return epoch
             self._deposed(node, node_epoch)

@@ -66,10 +66,12 @@ class Logs:
         markers += [marker(n, e) for n, e in sorted(failed.items())]
         return markers + [render(c, stamp, text, timestamps) for stamp, c, text in merge(batches)]
 
-    def follow(self, pick, tail=None, since=None, timestamps=False, stopping=None):
+    def follow(self, pick, tail=None, since=None, timestamps=False, shutdown=None):
         """Generator of lines: the merged snapshot, then new lines as they come,
-        including those of containers that start later. pick() -> containers now."""
-        stopping = stopping or threading.Event()
+        including those of containers that start later. pick() -> containers now.
+        Ends when the client leaves (the generator is closed) or `shutdown` is set."""
+        shutdown = shutdown or threading.Event()
+        done = threading.Event()          # this follower's own end; never the master's
         lines = queue.Queue()
         streams = {}
         told = set()
@@ -85,7 +87,7 @@ class Logs:
             streams[c.id] = stream
 
             def pump():
-                for line in stream.lines(stopping):
+                for line in stream.lines(done):
                     stamp, text = parse.log_line(line)
                     lines.put(render(c, stamp, text, timestamps))
             threading.Thread(target=pump, daemon=True, name=f"logs-{c.name}").start()
@@ -100,7 +102,7 @@ class Logs:
                 elif c.node not in told:
                     told.add(c.node)
             last_scan = self.clock()
-            while not stopping.is_set():
+            while not shutdown.is_set():
                 try:
                     yield lines.get(timeout=0.25)
                     continue
@@ -113,7 +115,7 @@ class Logs:
                         if c.id not in streams and c.node not in down and c.id not in {x.id for x in first}:
                             start(c, None)
         finally:
-            stopping.set()
+            done.set()
             for s in streams.values():
                 s.close()
 

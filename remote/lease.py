@@ -6,7 +6,8 @@ these scripts, with nothing but sh, flock, mv and cat (no agent, no Python):
   epoch        the highest epoch granted on this node
   lease        "EPOCH HOLDER COUNTER", bumped by the leader's renewals
   state.json   the replicated desired state; state.ver holds "EPOCH VERSION"
-  audit        one line per claim and per fenced action, accepted or refused
+  audit        one line per claim and per fenced action (accepted or refused),
+               and per refused replica write
   lock         flock: claims take it exclusively, fenced actions shared
 
 Every value reaches the script as a positional parameter ("$1" ...), so the
@@ -20,8 +21,11 @@ _PROLOGUE = (
 )
 _EPOCH = 'cur=$(cat "$D/epoch" 2>/dev/null); cur=${cur:-0}; '
 
+# A claim waits at most a second for the running actions of an older epoch
+# (they hold the lock shared): after the master stopped waiting, a late grant
+# would depose the current leader on that node for nothing.
 CLAIM = (
-    _PROLOGUE + 'flock -x 9 || exit 2; ' + _EPOCH +
+    _PROLOGUE + 'flock -w 1 -x 9 || exit 2; ' + _EPOCH +
     'if [ "$cur" -lt "$1" ]; then '
     'echo "$1" > "$D/epoch.tmp" && mv "$D/epoch.tmp" "$D/epoch" && '
     'echo "$1 $2 0" > "$D/lease.tmp" && mv "$D/lease.tmp" "$D/lease" || exit 2; '
@@ -30,8 +34,10 @@ CLAIM = (
     'echo "ver $(cat "$D/state.ver" 2>/dev/null)"; cat "$D/state.json" 2>/dev/null; exit 0'
 )
 
+# Renewals never wait for running actions (shared lock; only a claim
+# excludes them); renewals of one node are ordered by their own lock.
 RENEW = (
-    _PROLOGUE + 'flock -x 9 || exit 2; ' + _EPOCH +
+    _PROLOGUE + 'flock -s 9 || exit 2; exec 7>>"$D/leaselock" && flock -x 7 || exit 2; ' + _EPOCH +
     'if [ "$cur" = "$1" ]; then '
     'set -- "$1" "$2" $(cat "$D/lease" 2>/dev/null); '
     'n=$(( ${5:-0} + 1 )); '

@@ -22,7 +22,7 @@ def majority(n_nodes):
 
 
 def next_epoch(highest_seen, index):
-    """The smallest epoch of master `index` above every epoch seen."""
+    """An epoch of master `index` in the term after the highest epoch seen."""
     term = highest_seen // SPAN + 1
     return term * SPAN + index
 

@@ -1,0 +1,179 @@
+"""Logs, events, metrics and the dashboard against the real sandbox."""
+import os
+import queue
+import signal
+import subprocess
+import threading
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import API, BASE, ROOT, SANDBOX, api, wait_for
+from sandbox import cluster
+
+pytestmark = pytest.mark.usefixtures("clean")
+
+TALKER = ["sh", "-c", 'echo "hello-$(hostname)"; i=0; while true; do i=$((i+1)); echo "tick-$i"; sleep 0.5; done']
+OUT = os.path.join(ROOT, "tests", "out")
+
+
+def talker(replicas=3):
+    r = api("POST", "/service", {"name": "talker", "image": "bicycle/demo:1", "replicas": replicas,
+                                 "command": TALKER})
+    assert r.status_code == 201, r.text
+
+
+def expected_hellos(engines):
+    """prefix -> hello line, from what the engines run."""
+    out = {}
+    for node, cs in engines.containers("talker").items():
+        for c in cs:
+            out[f"talker.{c.labels['bicycle.slot']}@{node} |"] = f"hello-{c.id[:12]}"
+    return out
+
+
+def kill_node(name):
+    row = next(r for r in cluster.status(SANDBOX) if r["name"] == name)
+    os.kill(row["dockerd_pid"], signal.SIGKILL)
+    os.kill(row["sshd_pid"], signal.SIGKILL)
+
+
+def repair():
+    cluster.up(SANDBOX, nodes=3, base=20, api=API, log=lambda *a: None)
+
+
+def node_status(name):
+    return next(n["status"] for n in api("GET", "/state").json()["nodes"] if n["name"] == name)
+
+
+def test_logs_merge_every_container_with_its_prefix(engines):
+    talker()
+    hellos = expected_hellos(engines)
+    assert len(hellos) == 3
+    r = requests.get(f"{BASE}/service/talker/logs", params={"tail": "all"}, timeout=30)
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    for prefix, hello in hellos.items():
+        assert f"{prefix} {hello}" in lines
+    assert all(line.split(" |", 1)[0] + " |" in hellos for line in lines)
+    # timestamps=1 puts the engine's time after the prefix, in order.
+    stamped = requests.get(f"{BASE}/service/talker/logs", params={"tail": "5", "timestamps": "1"}, timeout=30).text
+    stamps = [line.split(" | ", 1)[1].split(" ", 1)[0] for line in stamped.splitlines()]
+    assert stamps == sorted(stamps) and len(stamps) >= 6     # at least hello and one tick each
+    # A node's logs: every Bicycle container on it.
+    node = next(n for n, cs in engines.containers("talker").items() if cs)
+    text = requests.get(f"{BASE}/nodes/{node}/logs", params={"tail": "all"}, timeout=30).text
+    assert all(f"@{node} |" in line for line in text.splitlines()) and "hello-" in text
+
+
+def follow_lines(params, into, stop):
+    with requests.get(f"{BASE}/service/talker/logs", params=params, stream=True, timeout=(5, 30)) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            into.put(line)
+            if stop.is_set():
+                return
+
+
+def test_follow_delivers_new_lines_and_survives_a_replacement(engines):
+    talker()
+    lines, stop = queue.Queue(), threading.Event()
+    reader = threading.Thread(target=follow_lines, args=({"follow": "1", "tail": "1"}, lines, stop), daemon=True)
+    reader.start()
+    try:
+        seen = []
+
+        def saw(predicate):
+            while True:
+                try:
+                    line = lines.get(timeout=0.2)
+                except queue.Empty:
+                    return False
+                seen.append(line)
+                if predicate(line):
+                    return True
+
+        wait_for(lambda: saw(lambda line: "tick-" in line), 10)
+        victim = next(c for cs in engines.containers("talker").values() for c in cs)
+        victim.remove(force=True)
+        wait_for(lambda: (lambda ids: len(ids) == 3 and victim.id not in ids)(
+            [c.id for cs in engines.containers("talker").values() for c in cs]), 20)
+        new_ids = {c.id[:12] for cs in engines.containers("talker").values() for c in cs} - {victim.id[:12]}
+        wait_for(lambda: saw(lambda line: any(f"hello-{i}" in line for i in new_ids)), 20)
+    finally:
+        stop.set()
+
+
+def test_logs_with_a_node_down_still_come_with_a_marker(engines):
+    talker()
+    kill_node("node2")
+    try:
+        wait_for(lambda: node_status("node2") == "down", 20)
+        text = requests.get(f"{BASE}/service/talker/logs", params={"tail": "all"}, timeout=30).text
+        assert "# node2 unreachable" in text
+        assert "hello-" in text
+    finally:
+        repair()
+    wait_for(lambda: node_status("node2") == "ready", 20)
+
+
+def test_events_record_a_node_going_down_and_coming_back_in_order(engines):
+    since = max([e["id"] for e in api("GET", "/events?limit=1").json()] or [0])
+    kill_node("node3")
+    try:
+        wait_for(lambda: node_status("node3") == "down", 20)
+    finally:
+        repair()
+    wait_for(lambda: node_status("node3") == "ready", 20)
+    def node3_messages():
+        return [e["message"] for e in api("GET", f"/events?since={since}&limit=1000").json()
+                if e.get("node") == "node3"]
+
+    # The loop records a transition in its next round, at most a second after /state shows it.
+    messages = wait_for(lambda: (lambda ms: ms if any("down -> ready" in m for m in ms) else None)(node3_messages()), 10)
+    down = next(i for i, m in enumerate(messages) if m.endswith("-> down") or "-> down " in m)
+    back = next(i for i, m in enumerate(messages) if "down -> ready" in m)
+    assert down < back
+
+
+def test_metrics_parse_and_match_state(engines):
+    talker(2)
+    text = requests.get(f"{BASE}/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    state = api("GET", "/state").json()
+    desired = {s.labels["service"]: s.value for s in families["bicycle_service_replicas_desired"].samples}
+    running = {s.labels["service"]: s.value for s in families["bicycle_service_replicas_running"].samples}
+    assert desired == {s["name"]: s["replicas"]["desired"] for s in state["services"]} == {"talker": 2}
+    assert running == {s["name"]: s["replicas"]["running"] for s in state["services"]}
+    nodes = {s.labels["status"]: s.value for s in families["bicycle_nodes"].samples}
+    assert nodes["ready"] == 3
+    assert any(s.value > 0 for s in families["bicycle_ssh_command_seconds"].samples
+               if s.name.endswith("_count"))
+    assert "bicycle_reconcile_seconds" in families and "bicycle_api_requests" in families
+
+
+def chromium(*args):
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", f"--user-data-dir={OUT}/chromium-profile",
+                           "--virtual-time-budget=4000", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_dashboard_renders_services_and_node_status(engines):
+    os.makedirs(OUT, exist_ok=True)
+    talker(3)
+    dom = chromium("--dump-dom", f"{BASE}/").stdout
+    assert 'data-service="talker"' in dom and 'data-status="running"' in dom
+    assert dom.count('data-status="ready"') == 3
+    kill_node("node1")
+    try:
+        wait_for(lambda: node_status("node1") == "down", 20)
+        dom = chromium("--dump-dom", f"{BASE}/").stdout
+        assert 'data-node="node1" data-status="down"' in dom
+        shot = os.path.join(OUT, "dashboard.png")
+        chromium("--window-size=1280,1000", f"--screenshot={shot}", f"{BASE}/")
+        assert os.path.getsize(shot) > 10000
+    finally:
+        repair()
+    wait_for(lambda: node_status("node1") == "ready", 20)
