@@ -76,6 +76,23 @@ WAIT = [{"name": "wait", "in": "query", "schema": {"type": "boolean", "default":
         {"name": "timeout", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 600}}]
 PATH_NAME = {"name": "name", "in": "path", "required": True, "schema": NAME}
 NODE_OK = {"200": dict(description="the node", **_json(NODE))}
+LOG_PARAMS = [
+    {"name": "tail", "in": "query", "schema": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "enum": ["all"]}]},
+     "description": "lines per container (default 100)"},
+    {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "Unix time, RFC 3339 time or 10m"},
+    {"name": "timestamps", "in": "query", "schema": {"type": "boolean"}},
+    {"name": "follow", "in": "query", "schema": {"type": "boolean"}, "description": "stream until the client leaves"}]
+STATS = {"type": "object", "properties": {
+    "containers": {"type": "array", "items": {"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "service": {"type": "string"},
+        "slot": {"type": "integer"}, "node": {"type": "string"},
+        "cpu_percent": {"type": "number", "nullable": True}, "memory_bytes": {"type": "integer", "nullable": True},
+        "memory_limit_bytes": {"type": "integer", "nullable": True},
+        "memory_percent": {"type": "number", "nullable": True}}}},
+    "errors": {"type": "object", "additionalProperties": {"type": "string"}}}}
+EVENT = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "time": {"type": "string"}, "kind": {"type": "string"}, "message": {"type": "string"},
+    "service": {"type": "string"}, "node": {"type": "string"}, "command": {"type": "array", "items": {"type": "string"}}}}
 
 
 def document():
@@ -127,5 +144,34 @@ def document():
             "/nodes/{name}/activate": {"parameters": [PATH_NAME],
                                        "post": {"summary": "the node takes work again",
                                                 "responses": dict(NODE_OK, **_errors(404, 422))}},
+            "/service/{name}/logs": {"parameters": [PATH_NAME], "get": {
+                "summary": "merged logs of the service's containers, prefixed service.slot@node |",
+                "parameters": LOG_PARAMS,
+                "responses": {"200": {"description": "lines", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **_errors(400, 404, 422)}}},
+            "/nodes/{name}/logs": {"parameters": [PATH_NAME], "get": {
+                "summary": "merged logs of every Bicycle container on the node",
+                "parameters": LOG_PARAMS,
+                "responses": {"200": {"description": "lines", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **_errors(400, 404, 422)}}},
+            "/service/{name}/stats": {"parameters": [PATH_NAME], "get": {
+                "summary": "CPU and memory per container, from the engines",
+                "responses": {"200": dict(description="stats", **_json(STATS)), **_errors(404, 422)}}},
+            "/nodes/{name}/stats": {"parameters": [PATH_NAME], "get": {
+                "summary": "CPU and memory per Bicycle container on the node",
+                "responses": {"200": dict(description="stats", **_json(STATS)), **_errors(404, 422)}}},
+            "/events": {"get": {
+                "summary": "the timeline of decisions; follow=true streams one JSON object a line",
+                "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                               {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                               {"name": "follow", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {"200": dict(description="events", **_json({"type": "array", "items": EVENT})),
+                              **_errors(400)}}},
+            "/metrics": {"get": {"summary": "Prometheus text format",
+                                 "responses": {"200": {"description": "metrics",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/": {"get": {"summary": "the dashboard",
+                          "responses": {"200": {"description": "HTML",
+                                                "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         },
     }

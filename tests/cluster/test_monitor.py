@@ -177,3 +177,15 @@ def test_dashboard_renders_services_and_node_status(engines):
     finally:
         repair()
     wait_for(lambda: node_status("node1") == "ready", 20)
+
+
+def test_bad_log_queries_are_refused_in_json(engines):
+    talker(1)
+    for params in ({"since": "$(touch /tmp/pwned)"}, {"tail": "-1"}, {"tail": "many"}, {"follow": "perhaps"}):
+        r = requests.get(f"{BASE}/service/talker/logs", params=params, timeout=10)
+        assert r.status_code == 400 and r.json()["message"], params
+    assert requests.get(f"{BASE}/service/nope/logs", timeout=10).status_code == 404
+    assert requests.get(f"{BASE}/nodes/nope/stats", timeout=10).status_code == 404
+    stats = requests.get(f"{BASE}/service/talker/stats", timeout=30).json()
+    assert [row["service"] for row in stats["containers"]] == ["talker"]
+    assert stats["containers"][0]["memory_bytes"] > 0
