@@ -16,21 +16,11 @@ import time
 
 import requests
 
-from common import DIR, ROOT, sandbox_up, sandbox_down
+from common import ROOT, sandbox_up, sandbox_down
+from sandbox import cluster
 
 TTL = 6.0
 MASTERS = {f"m{i}": (f"127.0.0.{110 + i}", 7280 + i) for i in (1, 2, 3)}
-
-
-def write_inventory(inventory):
-    text = open(inventory).read().split("masters:")[0]
-    text += "masters:\n" + "".join(f"  - name: {n}\n    api: {a}:{p}\n    source: {a}\n"
-                                   for n, (a, p) in MASTERS.items())
-    text += f"settings:\n  state_file: state-ha.json\n  known_hosts: known_hosts\n  lease_ttl: {TTL}\n"
-    path = os.path.join(DIR, "inventory-ha.yml")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 def start(path, name):
@@ -64,7 +54,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     inventory, _ = sandbox_up()
-    path = write_inventory(inventory)
+    path = cluster.ha_inventory(inventory, MASTERS, TTL)
     procs = {n: start(path, n) for n in MASTERS}
     ratios = []
     try:

@@ -98,8 +98,13 @@ class Loop(threading.Thread):
             for action in plan.changes:
                 self._start(action, services, epoch)
             # Containers still being removed count until they are gone.
-            self._record_progress(services, self.obs.containers(), statuses)
+            forgotten = self._record_progress(services, self.obs.containers(), statuses)
             self.led = (epoch, self.led[1] + 1 if self.led[0] == epoch else 1)
+        if forgotten:
+            try:
+                self.election.replicate()      # outside the lock: it waits for the nodes
+            except NotLeader as e:
+                self.event("error", f"removal of {', '.join(forgotten)} not replicated: {e}")
         self.reconcile_seconds = self.clock() - started
         if self.on_round is not None:
             self.on_round(self.reconcile_seconds)
@@ -118,6 +123,8 @@ class Loop(threading.Thread):
                        node=node)
 
     def _record_progress(self, services, observed, statuses):
+        """Mark converged services; forget deleted ones. Returns the names forgotten."""
+        forgotten = []
         for s in services:
             busy = any(k[0] == s.name for k in self.pending)
             if busy or not converged(s, observed, statuses, self.drained):
@@ -128,8 +135,10 @@ class Loop(threading.Thread):
             elif s.state == DELETE:
                 self.store.remove_service(s.name, s.version)
                 self.backoffs.forget(s.name)
+                forgotten.append(s.name)
                 self.event("deleted", f"service {s.name} removed", service=s.name)
             self.lock.notify_all()
+        return forgotten
 
     # -- actions -------------------------------------------------------------
     def _start(self, action, services, epoch):

@@ -211,3 +211,17 @@ def docker_socket(directory: str, node_index: int) -> str:
     if not 1 <= node_index <= sb.nodes:
         raise SandboxError(f"no node {node_index}: the sandbox has {sb.nodes} node(s)")
     return sb.node(node_index).docker_host
+
+
+def ha_inventory(inventory: str, masters: dict, ttl: float, name: str = "inventory-ha.yml") -> str:
+    """Write, beside the sandbox's inventory, one for the same nodes with several
+    masters: masters maps name -> (address, port); each master's SSH connections
+    come from its own address, so a test can cut one master off with iptables."""
+    text = open(inventory).read().split("masters:")[0]
+    text += "masters:\n" + "".join(f"  - name: {n}\n    api: {a}:{p}\n    source: {a}\n"
+                                   for n, (a, p) in masters.items())
+    text += f"settings:\n  state_file: state-ha.json\n  known_hosts: known_hosts\n  lease_ttl: {ttl}\n"
+    path = os.path.join(os.path.dirname(inventory), name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path

@@ -59,7 +59,10 @@ class Store:
 
     def create_service(self, name, spec, replicas, now):
         with self.lock:
-            if self._services.contains(Query().name == name):
+            existing = self._services.get(Query().name == name)
+            if existing and existing["state"] == DELETE:
+                raise Conflict(f"service {name!r} is being deleted; create it again once it is gone")
+            if existing:
                 raise Conflict(f"service {name!r} already exists")
             self._services.insert({"name": name, "spec": spec.to_dict(), "replicas": replicas,
                                    "version": 1, "state": NEW, "created_at": now, "updated_at": now})
@@ -95,9 +98,11 @@ class Store:
                                   (Query().name == name) & (Query().version == version) & (Query().state == NEW))
 
     def remove_service(self, name, version):
+        """The loop saw a deleted service's containers gone: forget it (a replicated change)."""
         with self.lock:
-            self._services.remove((Query().name == name) & (Query().version == version)
-                                  & (Query().state == DELETE))
+            if self._services.remove((Query().name == name) & (Query().version == version)
+                                     & (Query().state == DELETE)):
+                self._bump()
 
     def _require(self, name):
         current = self.service(name)

@@ -135,6 +135,7 @@ def remove_all(engines):
     for svc in api("GET", "/service").json():
         api("DELETE", f"/service/{svc['name']}")
     wait_for(lambda: not any(engines.containers(running_only=False).values()), 30)
+    wait_for(lambda: api("GET", "/service").json() == [], 30)
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import time
 import pytest
 import requests
 
-from conftest import SANDBOX, MasterProcess, wait_for
+from conftest import SANDBOX, MasterProcess, remove_all, wait_for
 from master.inventory import load
 from remote import lease
 from remote.transport import NodeConnection
+from sandbox import cluster
 
 MASTERS = {f"m{i}": (f"127.0.0.{100 + i}", 7180 + i) for i in (1, 2, 3)}
 TTL = 6
@@ -21,24 +22,20 @@ TTL = 6
 def ha(sandbox, master, engines, tmp_path_factory):
     """Three masters for the sandbox's nodes; the session's single master pauses meanwhile."""
     master.stop()
-    text = open(sandbox).read().split("masters:")[0]
-    text += "masters:\n" + "".join(f"  - name: {n}\n    api: {a}:{p}\n    source: {a}\n"
-                                   for n, (a, p) in MASTERS.items())
-    text += f"settings:\n  state_file: state-ha.json\n  known_hosts: known_hosts\n  lease_ttl: {TTL}\n"
-    path = os.path.join(SANDBOX, "inventory-ha.yml")
-    with open(path, "w") as f:
-        f.write(text)
+    path = cluster.ha_inventory(sandbox, MASTERS, TTL)
     logs = tmp_path_factory.mktemp("ha")
     procs = {n: MasterProcess(path, str(logs / f"{n}.log"), name=n, api=f"{a}:{p}") for n, (a, p) in MASTERS.items()}
     for p in procs.values():
         p.start(role=None)
-    cluster = Cluster(procs, load(path))
-    cluster.leader()
-    clean(cluster, engines)
-    yield cluster
+    masters = Cluster(procs, load(path))
+    masters.leader()
+    clean(masters, engines)
+    yield masters
     for p in procs.values():
-        p.stop(signal.SIGKILL) if p.alive() else None
+        if p.alive():
+            p.stop(signal.SIGKILL)
     master.start()
+    remove_all(engines)
 
 
 class Cluster:
