@@ -121,7 +121,7 @@ class Prober(threading.Thread):
             started = self.obs.clock()
             try:
                 result = self.fleet.connections[self.node].run(commands.list_containers(), timeout=timeout)
-                if not result.ok and not result.stdout.lstrip().startswith("["):
+                if not result.ok and not parse.only_vanished(result.stderr):
                     raise RuntimeError(result.stderr.strip()[-300:] or f"exit {result.exit}")
                 self.obs.probe_ok(self.node, started, parse.containers(self.node, result.stdout), self.wall_iso())
             except Exception as e:       # any failure is a missed probe

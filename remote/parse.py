@@ -59,6 +59,13 @@ def _int(value, node):
         raise ParseError(f"engine list from {node} has a non-numeric exit code") from None
 
 
+def only_vanished(stderr):
+    """True when a failed listing only lost containers removed between `docker ps`
+    and `docker inspect`; any other error (an engine dying midway) is a failed probe."""
+    lines = [line for line in (stderr or "").splitlines() if line.strip()]
+    return bool(lines) and all("No such object" in line or "No such container" in line for line in lines)
+
+
 def container_id(stdout):
     """docker run -d prints the new container's id on its last line."""
     lines = [line.strip() for line in (stdout or "").splitlines() if line.strip()]

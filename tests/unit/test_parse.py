@@ -90,3 +90,12 @@ def test_container_id_is_the_last_line():
 def test_container_id_missing(stdout):
     with pytest.raises(ParseError):
         container_id(stdout)
+
+
+def test_only_vanished_containers_excuse_a_failed_listing():
+    from remote.parse import only_vanished
+    assert only_vanished("Error: No such object: 0123abcd\n")
+    assert only_vanished("Error response from daemon: No such container: ab\nError: No such object: cd\n")
+    assert not only_vanished("")
+    assert not only_vanished("Cannot connect to the Docker daemon at unix:///run/x.sock. Is the docker daemon running?\n")
+    assert not only_vanished("Error: No such object: ab\nerror during connect: EOF\n")
