@@ -250,6 +250,3 @@ class Loop(threading.Thread):
 
     def replicas_running(self, service, observed, statuses):
         return running_count(service, observed, statuses)
-
-    def ready_nodes(self, now):
-        return [n for n, s in self.obs.statuses(now).items() if s == READY]

@@ -42,6 +42,9 @@ SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "
     "backoff": {"type": "array", "items": {"type": "object", "properties": {
         "slot": {"type": "integer"}, "kind": {"type": "string", "enum": ["place", "crash"]},
         "failures": {"type": "integer"}, "retry_in_s": {"type": "number"}, "message": {"type": "string"}}}},
+    "plan": {"type": "array", "items": {"type": "object", "properties": {
+        "kind": {"type": "string", "enum": ["place", "stop", "replace", "keep"]}, "slot": {"type": "integer"},
+        "node": {"type": "string", "nullable": True}, "reason": {"type": "string"}}}},
     "containers": {"type": "array", "items": CONTAINER}}}
 
 NODE = {"type": "object", "properties": {

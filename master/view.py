@@ -58,6 +58,10 @@ class Views:
         if backoff:
             view["backoff"] = backoff
         if with_containers:
+            # The last plan for this service, with the reason of every step (or why nothing moves).
+            view["plan"] = [{"kind": a.kind, "slot": a.slot, "node": a.node or None, "reason": a.reason}
+                            for a in loop.last_plan if a.service == service.name]
+        if with_containers:
             wall = loop.wall()
             mine = sorted((c for c in observed if c.service == service.name), key=lambda c: (c.slot, c.node))
             view["containers"] = [container_view(c, wall) for c in mine]

@@ -23,6 +23,9 @@ def test_seven_replicas_spread_3_2_2(engines):
     # The answer names the same containers the engines run.
     on_engines = {c.name for cs in engines.containers("web").values() for c in cs}
     assert {c["name"] for c in svc["containers"]} == on_engines
+    # Converged: the plan keeps every slot, and says why.
+    plan = api("GET", "/service/web").json()["plan"]
+    assert sorted((p["kind"], p["slot"], p["reason"]) for p in plan) == [("keep", s, "running") for s in range(1, 8)]
 
 
 def test_scale_down_and_up_keeps_spread(engines):
