@@ -45,6 +45,17 @@ def _call(ctx, method, path, body=None, params=None):
         raise Fail(str(e)) from None
 
 
+def _follow(ctx, path, params, show):
+    """Print a streamed answer line by line until it ends or the user presses Ctrl-C."""
+    try:
+        for line in _client(ctx).lines(path, params):
+            show(line)
+    except ClientError as e:
+        raise Fail(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-i", "--inventory", default=DEFAULT_INVENTORY, show_default="inventory.yml",
               envvar="BICYCLE_INVENTORY", help="Inventory file.")
@@ -241,13 +252,7 @@ def logs(ctx, service_name, follow, tail, since, node, timestamps):
     params = {"tail": tail, "follow": str(follow).lower(), "timestamps": str(timestamps).lower()}
     if since:
         params["since"] = since
-    try:
-        for line in _client(ctx).lines(path, params):
-            click.echo(line)
-    except ClientError as e:
-        raise Fail(str(e)) from None
-    except KeyboardInterrupt:
-        pass
+    _follow(ctx, path, params, click.echo)
 
 
 @main.command()
@@ -286,13 +291,7 @@ def events(ctx, follow, limit):
         show(e)
     if follow:
         since = recent[-1]["id"] if recent else 0
-        try:
-            for line in _client(ctx).lines("/events", {"follow": "true", "since": since}):
-                show(json.loads(line))
-        except ClientError as e:
-            raise Fail(str(e)) from None
-        except KeyboardInterrupt:
-            pass
+        _follow(ctx, "/events", {"follow": "true", "since": since}, lambda line: show(json.loads(line)))
 
 
 @main.group()

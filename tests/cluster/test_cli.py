@@ -46,3 +46,20 @@ def test_no_master_says_so_in_one_line():
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no master answers" in lines[0]
+
+
+def test_logs_events_top_and_node_ls(engines):
+    r = cli("service", "create", "cli-logs", "--image", "bicycle/demo:1", "--replicas", "2",
+            "--cmd", "sh -c 'echo started-$(hostname); exec sleep 600'")
+    assert r.returncode == 0, r.stderr
+    ids = {c.id[:12] for cs in engines.containers("cli-logs").values() for c in cs}
+    r = cli("logs", "cli-logs", "--tail", "all")
+    assert r.returncode == 0, r.stderr
+    assert {f"started-{i}" for i in ids} <= {line.split(" | ", 1)[1] for line in r.stdout.splitlines()}
+    assert all(line.startswith("cli-logs.") and "@node" in line for line in r.stdout.splitlines())
+    r = cli("events", "--limit", "20")
+    assert r.returncode == 0 and "placed" in r.stdout and "cli-logs" in r.stdout
+    r = cli("top", "cli-logs")
+    assert r.returncode == 0 and "CPU %" in r.stdout and r.stdout.count("cli-logs.") == 2
+    r = cli("node", "ls")
+    assert r.returncode == 0 and "node1" in r.stdout and "active" in r.stdout
