@@ -26,7 +26,7 @@ NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
 CONTAINER = {"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "service": {"type": "string"},
     "slot": {"type": "integer"}, "node": {"type": "string"}, "image": {"type": "string"},
-    "status": {"type": "string"}, "created_at": {"type": "string"},
+    "status": {"type": "string"}, "last_status": {"type": "string"}, "created_at": {"type": "string"},
     "started_at": {"type": "string", "nullable": True}, "uptime_s": {"type": "number", "nullable": True}}}
 
 SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "replicas"], "properties": {

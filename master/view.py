@@ -13,11 +13,16 @@ def uptime(started_at, wall_now):
     return None if started is None else round(max(0.0, wall_now - started), 1)
 
 
-def container_view(c, wall_now):
-    return {"id": c.id[:12], "name": c.name, "service": c.service, "slot": c.slot, "node": c.node,
-            "image": c.image, "status": c.status, "created_at": c.created_at,
+def container_view(c, wall_now, node_down=False):
+    """A container as /state shows it; on a down node its state is not known
+    any more: status `unknown`, and `last_status` says what was seen last."""
+    view = {"id": c.id[:12], "name": c.name, "service": c.service, "slot": c.slot, "node": c.node,
+            "image": c.image, "status": "unknown" if node_down else c.status, "created_at": c.created_at,
             "started_at": c.started_at or None,
-            "uptime_s": uptime(c.started_at, wall_now) if c.running else None}
+            "uptime_s": uptime(c.started_at, wall_now) if c.running and not node_down else None}
+    if node_down:
+        view["last_status"] = c.status
+    return view
 
 
 class Views:
@@ -117,7 +122,7 @@ class Views:
             nodes = self._nodes(statuses, everything)
             services = [self._service(s, statuses, observed, False)
                         for s in sorted(self.m.store.services(), key=lambda s: s.name)]
-            containers = [container_view(c, wall)
+            containers = [container_view(c, wall, statuses.get(c.node) == DOWN)
                           for c in sorted(everything, key=lambda c: (c.service, c.slot, c.node))]
             return {
                 "master": {"name": self.m.name, "pid": os.getpid(), "api": self.m.api,

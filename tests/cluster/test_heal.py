@@ -67,6 +67,8 @@ def lost_node_cycle(engines, lose, restore):
         wait_for(lambda: running_on(engines, "web", {"node1", "node3"}) == {s: 1 for s in range(1, 7)}, 30)
         assert sorted(len(cs) for n, cs in engines.containers("web", skip_dead=True).items() if n != "node2") == [3, 3]
         assert node_status("node2") == "down"
+        lost = [c for c in api("GET", "/state").json()["containers"] if c["node"] == "node2"]
+        assert lost and all(c["status"] == "unknown" and c["last_status"] == "running" for c in lost)
     finally:
         restore()
     wait_for(lambda: node_status("node2") == "ready", 20)
