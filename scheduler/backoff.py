@@ -69,9 +69,10 @@ class Backoffs:
             self.seen_exits.add(c.id)
             finished = parse_time(c.finished_at)
             ran = finished - started if started is not None and finished is not None else None
-            crashed = ran is not None and 0 <= ran < CRASH_WINDOW
+            # A container that dies at once can show FinishedAt a little before StartedAt.
+            crashed = ran is not None and ran < CRASH_WINDOW
             count = self.crash[key].count + 1 if crashed and key in self.crash else 1
-            ran_text = f"{ran:.1f}s" if ran is not None else "an unknown time"
+            ran_text = f"{max(ran, 0.0):.1f}s" if ran is not None else "an unknown time"
             message = f"exited with code {c.exit_code} after {ran_text}" + (f", {count} crashes in a row" if count > 1 else "")
             self.crash[key] = Failure(count, now + _crash_delay(count), message)
             exits.append((c.service, c.slot, message))

@@ -1,4 +1,5 @@
 """remote.parse: engine output -> model values, on captured `docker inspect` output."""
+import dataclasses
 import json
 import os
 
@@ -99,3 +100,33 @@ def test_only_vanished_containers_excuse_a_failed_listing():
     assert not only_vanished("")
     assert not only_vanished("Cannot connect to the Docker daemon at unix:///run/x.sock. Is the docker daemon running?\n")
     assert not only_vanished("Error: No such object: ab\nerror during connect: EOF\n")
+
+
+def test_output_captured_from_a_real_engine():
+    """dockerd 20.10's `docker inspect` of a running and an exited labelled
+    container and an unlabelled one, captured from a sandbox node."""
+    found = containers("node1", fixture("inspect-captured.json"))
+    assert [(c.name, c.service, c.slot, c.spec, c.status, c.exit_code) for c in found] == [
+        ("web.1.a1b2c3", "web", 1, "f44081b37921", "running", 0),
+        ("batch.2.d4e5f6", "batch", 2, "0c1d2e3f4a5b", "exited", 3),
+    ]
+    web, batch = found
+    assert web.running and web.finished_at == "" and web.started_at.startswith("2026-11-25T16:42:49.")
+    assert len(web.id) == 64 and web.image == "bicycle/demo:1"
+    # An instant exit: the engine may record FinishedAt a little before StartedAt.
+    assert batch.finished_at < batch.started_at
+
+
+def test_an_instant_exit_counts_as_a_crash():
+    from scheduler.backoff import Backoffs
+    from model import Service, ServiceSpec, parse_time
+    batch = containers("node1", fixture("inspect-captured.json"))[1]
+    b = Backoffs()
+    exits = b.observe([Service("batch", ServiceSpec(image="bicycle/demo:1"), 2)], [batch], now=100.0,
+                      wall=parse_time(batch.finished_at) + 1)
+    assert exits == [("batch", 2, "exited with code 3 after 0.0s")]
+    # Its replacement dies the same way: a crash in a row, so the wait grows.
+    again = dataclasses.replace(batch, id="0" * 64)
+    b.observe([Service("batch", ServiceSpec(image="bicycle/demo:1"), 2)], [again], now=101.0,
+              wall=parse_time(batch.finished_at) + 2)
+    assert b.crash[("batch", 2)].count == 2 and b.crash[("batch", 2)].not_before > 101.0
