@@ -145,6 +145,9 @@ def make_app(master):
             return 200, {"message": f"service {name} deleted", "name": name}
         return 202, views.service(store.service(name) or service)
 
+    def node_view(name):
+        return next(n for n in views.nodes() if n["name"] == name)
+
     def node_named(name):
         check_name(name, "node")
         if name not in {n.name for n in master.inventory.nodes}:
@@ -158,7 +161,7 @@ def make_app(master):
     @route("/nodes/<name>")
     def show_node(name):
         node_named(name)
-        return 200, next(n for n in views.nodes() if n["name"] == name)
+        return 200, node_view(name)
 
     @route("/nodes/<name>/drain", "POST")
     def drain(name):
@@ -170,7 +173,7 @@ def make_app(master):
         master.loop.event("drain", f"node {name} drained: its containers move away", node=name)
         master.loop.wake()
         done = master.wait_empty(name, timeout) if wait else False
-        return (200 if done else 202), next(n for n in views.nodes() if n["name"] == name)
+        return (200 if done else 202), node_view(name)
 
     @route("/nodes/<name>/activate", "POST")
     def activate(name):
@@ -180,7 +183,7 @@ def make_app(master):
         commit()
         master.loop.event("activate", f"node {name} takes work again", node=name)
         master.loop.wake()
-        return 200, next(n for n in views.nodes() if n["name"] == name)
+        return 200, node_view(name)
 
     api_monitor.add_routes(app, route, master, query_flag)
 

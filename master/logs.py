@@ -93,6 +93,7 @@ class Logs:
             threading.Thread(target=pump, daemon=True, name=f"logs-{c.name}").start()
 
         first = pick()
+        first_ids = {c.id for c in first}
         try:
             yield from self.snapshot(first, tail, since, timestamps)
             down = self._down()
@@ -112,7 +113,7 @@ class Logs:
                     last_scan = self.clock()
                     down = self._down()
                     for c in pick():
-                        if c.id not in streams and c.node not in down and c.id not in {x.id for x in first}:
+                        if c.id not in streams and c.node not in down and c.id not in first_ids:
                             start(c, None)
         finally:
             done.set()

@@ -14,7 +14,7 @@ from master.election import NotLeader
 from model import Container, DELETE, NEW, READY
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
-from scheduler.reconcile import reconcile, converged, running_count
+from scheduler.reconcile import reconcile, converged
 
 
 def iso(ts):
@@ -247,6 +247,3 @@ class Loop(threading.Thread):
     def service_error(self, name):
         rows = self.backoffs.slots(name, self.clock())
         return rows[-1]["message"] if rows else None
-
-    def replicas_running(self, service, observed, statuses):
-        return running_count(service, observed, statuses)

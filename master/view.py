@@ -6,6 +6,7 @@ observation, the store and the loop's bookkeeping under the loop's lock.
 import os
 
 from model import DOWN, parse_time
+from scheduler.reconcile import running_count
 
 
 def uptime(started_at, wall_now):
@@ -52,7 +53,7 @@ class Views:
             "state": service.state,
             "status": loop.service_status(service, observed, statuses),
             "replicas": {"desired": service.replicas,
-                         "running": loop.replicas_running(service, observed, statuses)},
+                         "running": running_count(service, observed, statuses)},
             "created_at": record.get("created_at"),
             "updated_at": record.get("updated_at"),
         }

@@ -212,14 +212,7 @@ class Fleet:
     def fan_out(self, fn, nodes=None):
         """fn(node_name) on every node in parallel -> {node: result or exception}."""
         nodes = list(self.connections) if nodes is None else list(nodes)
-        futures = {n: self.pool.submit(fn, n) for n in nodes}
-        results = {}
-        for n, f in futures.items():
-            try:
-                results[n] = f.result()
-            except Exception as e:     # a bad node is data, never a stopped sweep
-                results[n] = e
-        return results
+        return dict(zip(nodes, self.fan_out_items(fn, nodes)))
 
     def fan_out_items(self, fn, items):
         """fn(item) for every item in parallel -> [result or exception], in order."""
@@ -228,7 +221,7 @@ class Fleet:
         for f in futures:
             try:
                 results.append(f.result())
-            except Exception as e:
+            except Exception as e:     # a bad node is data, never a stopped sweep
                 results.append(e)
         return results
 
