@@ -11,6 +11,7 @@ sys.path.insert(0, HERE)
 
 from cli.client import Client, ClientError  # noqa: E402
 from cli import tables  # noqa: E402
+from master import auth  # noqa: E402
 from master.inventory import load, InventoryError  # noqa: E402
 
 DEFAULT_INVENTORY = os.path.join(HERE, "inventory.yml")
@@ -31,11 +32,23 @@ def _inventory(path):
 
 
 def _client(ctx):
+    """The master's address, scheme and token: --api or BICYCLE_API, else the
+    inventory's first master; BICYCLE_TOKEN, else the inventory's token file."""
     obj = ctx.find_root().obj
     api = obj.get("api") or os.environ.get("BICYCLE_API")
-    if not api:
-        api = _inventory(obj["inventory"]).master()["api"]
-    return Client(api)
+    token = os.environ.get("BICYCLE_TOKEN")
+    inventory = None
+    if not api or not token or os.path.exists(obj["inventory"]):
+        inventory = _inventory(obj["inventory"])
+    api = api or inventory.master()["api"]
+    if not token:
+        try:
+            token = auth.load(inventory.settings["api"]["tokens"])[auth.ADMIN]
+        except auth.TokenFileError as e:
+            raise Fail(f"{e}; or set BICYCLE_TOKEN") from None
+    if inventory is None:
+        return Client(api, token=token)
+    return Client(api, token=token, scheme=inventory.scheme, verify=inventory.verify)
 
 
 def _call(ctx, method, path, body=None, params=None):
@@ -75,8 +88,10 @@ def up(ctx, name):
     inventory = _inventory(ctx.obj["inventory"])
     try:
         master = Master(inventory, name)
-    except InventoryError as e:
+    except (InventoryError, auth.TokenFileError) as e:
         raise Fail(str(e)) from None
+    except OSError as e:
+        raise Fail(f"cannot start: {e}") from None
     try:
         master.serve()
     except OSError as e:
@@ -121,6 +136,31 @@ def _pairs(values, what):
     return out
 
 
+def _secrets(values):
+    """--secret NAME takes the value of the environment variable NAME;
+    --secret NAME=@FILE reads it from FILE (one line, the newline dropped).
+    A value is never taken from the command line itself, where `ps` shows it."""
+    out = {}
+    for v in values:
+        name, sep, source = v.partition("=")
+        if not name:
+            raise Fail(f"--secret {v!r} must be NAME or NAME=@FILE")
+        if not sep:
+            if name not in os.environ:
+                raise Fail(f"--secret {name}: no environment variable {name} to take the value from")
+            out[name] = os.environ[name]
+        elif source.startswith("@"):
+            try:
+                with open(source[1:], encoding="utf-8") as f:
+                    out[name] = f.read().rstrip("\n")
+            except (OSError, UnicodeDecodeError) as e:
+                raise Fail(f"--secret {name}: cannot read {source[1:]}: {e}") from None
+        else:
+            raise Fail(f"--secret {name}: give NAME (from the environment) or NAME=@FILE, "
+                       f"never the value itself")
+    return out
+
+
 def _print_service(svc):
     click.echo(f"service {svc['name']} v{svc['version']}: {svc['status']}, "
                f"{svc['replicas']['running']}/{svc['replicas']['desired']} running"
@@ -138,12 +178,15 @@ def _print_service(svc):
 @click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--restart", type=click.Choice(["always", "on-failure", "never"]), default="always", show_default=True)
 @click.option("--cmd", default=None, help="Command to run, split like a shell would.")
+@click.option("--secret", "-s", "secret", multiple=True,
+              help="NAME (value from the environment variable NAME) or NAME=@FILE, repeatable.")
 @click.option("--no-wait", is_flag=True, help="Answer at once instead of waiting until converged.")
 @click.pass_context
-def service_create(ctx, name, image, replicas, env, publish, label, restart, cmd, no_wait):
+def service_create(ctx, name, image, replicas, env, publish, label, restart, cmd, secret, no_wait):
     """Create a service and wait until it runs."""
     body = {"name": name, "image": image, "replicas": replicas, "restart": restart,
-            "env": _pairs(env, "--env"), "labels": _pairs(label, "--label"), "ports": list(publish)}
+            "env": _pairs(env, "--env"), "labels": _pairs(label, "--label"), "ports": list(publish),
+            "secrets": _secrets(secret)}
     if cmd is not None:
         body["command"] = cmd
     code, svc = _call(ctx, "POST", "/service", body, {"wait": "false" if no_wait else "true"})
@@ -184,13 +227,16 @@ def service_scale(ctx, name, replicas, no_wait):
 @service.command("update")
 @click.argument("name")
 @click.option("--image", default=None)
+@click.option("--secret", "-s", "secret", multiple=True,
+              help="Replace the secrets: NAME (from the environment) or NAME=@FILE, repeatable.")
 @click.option("--no-wait", is_flag=True)
 @click.pass_context
-def service_update(ctx, name, image, no_wait):
-    """Change a service's image (its containers are replaced)."""
-    body = {k: v for k, v in {"image": image}.items() if v is not None}
+def service_update(ctx, name, image, secret, no_wait):
+    """Change a service's image or secrets (its containers are replaced)."""
+    body = {k: v for k, v in {"image": image, "secrets": _secrets(secret) if secret else None}.items()
+            if v is not None}
     if not body:
-        raise Fail("nothing to change: give --image")
+        raise Fail("nothing to change: give --image or --secret")
     _, svc = _call(ctx, "PATCH", f"/service/{name}", body, {"wait": "false" if no_wait else "true"})
     _print_service(svc)
 
@@ -236,6 +282,42 @@ def node_activate(ctx, name):
     """Let a drained node take work again."""
     _call(ctx, "POST", f"/nodes/{name}/activate")
     click.echo(f"node {name} active")
+
+
+@node.command("trust")
+@click.argument("name")
+@click.option("--fingerprint", default=None, help="Pin the key only if it has this fingerprint (SHA256:...).")
+@click.option("--yes", is_flag=True, help="Pin whatever key the node presents now (trust on first use).")
+@click.pass_context
+def node_trust(ctx, name, fingerprint, yes):
+    """Pin the host key a node presents now, in the inventory's known_hosts.
+
+    Without --fingerprint or --yes it only prints the key's fingerprint:
+    compare it with the node's own (ssh-keygen -lf on the node) first.
+    """
+    import paramiko
+    from remote import hostkeys
+    inventory = _inventory(ctx.obj["inventory"])
+    info = next((n for n in inventory.nodes if n.name == name), None)
+    if info is None:
+        raise Fail(f"no node named {name!r} in {inventory.path}")
+    try:
+        key = hostkeys.scan(info, timeout=inventory.settings["connect_timeout"])
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise Fail(f"{name}: cannot read its host key: {e}") from None
+    found = hostkeys.fingerprint(key)
+    click.echo(f"{name} ({info.address}) presents {key.get_name()} key {found}")
+    if fingerprint is not None and fingerprint != found:
+        raise Fail(f"{name}: the key's fingerprint is {found}, not {fingerprint}: nothing pinned")
+    if fingerprint is None and not yes:
+        raise Fail(f"{name}: not pinned; compare the fingerprint with the node's own and run again with "
+                   f"--fingerprint {found}")
+    known_hosts = inventory.settings["known_hosts"]
+    try:
+        hostkeys.pin(known_hosts, info, key)
+    except OSError as e:
+        raise Fail(f"cannot write {known_hosts}: {e}") from None
+    click.echo(f"pinned in {known_hosts}; the master uses it from its next connection to {name}")
 
 
 @main.command()

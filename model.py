@@ -17,9 +17,12 @@ LABEL_SLOT = "bicycle.slot"
 LABEL_SPEC = "bicycle.spec"
 LABEL_EPOCH = "bicycle.epoch"
 RESTART_POLICIES = ("always", "on-failure", "never")
+SECRET_MASK = "********"          # what the API shows instead of a secret's value
 
 # Node health words.
 READY, SUSPECT, DOWN, UNKNOWN = "ready", "suspect", "down", "unknown"
+UNTRUSTED = "untrusted"          # presents a host key that is not pinned: treated as down
+UNREACHABLE = (DOWN, UNTRUSTED)  # what the master cannot see (nor act on)
 # Stored service states (the API writes NEW and DELETE, the loop RUNNING).
 NEW, RUNNING, DELETE = "NEW", "RUNNING", "DELETE"
 
@@ -43,9 +46,10 @@ class ServiceSpec:
     ports: tuple = ()        # Port values
     labels: tuple = ()       # sorted (key, value) pairs
     restart: str = "always"
+    secrets: tuple = ()      # sorted (name, sealed value) pairs: never the plain value
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "image": self.image,
             "command": list(self.command),
             "env": dict(self.env),
@@ -53,6 +57,16 @@ class ServiceSpec:
             "labels": dict(self.labels),
             "restart": self.restart,
         }
+        if self.secrets:          # absent when empty: older specs keep their digest
+            d["secrets"] = dict(self.secrets)
+        return d
+
+    def public_dict(self) -> dict:
+        """to_dict with every secret's value masked: what the API shows."""
+        d = self.to_dict()
+        if self.secrets:
+            d["secrets"] = {name: SECRET_MASK for name, _ in self.secrets}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ServiceSpec":
@@ -63,6 +77,7 @@ class ServiceSpec:
             ports=tuple(Port(**p) for p in d.get("ports") or ()),
             labels=tuple(sorted((d.get("labels") or {}).items())),
             restart=d.get("restart", "always"),
+            secrets=tuple(sorted((d.get("secrets") or {}).items())),
         )
 
     def digest(self) -> str:

@@ -9,12 +9,21 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from cli.client import TokenSession  # noqa: E402
+from master import auth  # noqa: E402
 from sandbox import cluster  # noqa: E402
 
 DIR = os.path.join(ROOT, ".sandbox-bench")
 API = "127.0.0.1:7270"
 BASE = f"http://{API}"
 IMAGE = "bicycle/demo:1"
+
+
+def admin_token():
+    return auth.load(os.path.join(DIR, "tokens.json"))[auth.ADMIN]
+
+
+http = TokenSession(admin_token)   # the first master start writes the token file
 
 
 def sandbox_up():
@@ -40,7 +49,7 @@ def wait_ready(timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            state = requests.get(f"{BASE}/state", timeout=1).json()
+            state = http.get(f"{BASE}/state", timeout=1).json()
             if all(n["status"] == "ready" for n in state["nodes"]):
                 return True
         except requests.RequestException:

@@ -24,7 +24,7 @@ REPLICAS, PER_NODE = 12, 4
 def sample_state(stop, latencies):
     while not stop.is_set():
         t = time.perf_counter()
-        requests.get(f"http://{API}/state", timeout=10)
+        http.get(f"http://{API}/state", timeout=10)
         latencies.append(time.perf_counter() - t)
         time.sleep(0.02)
 
@@ -34,14 +34,14 @@ def bicycle_run(latencies):
     sampler = threading.Thread(target=sample_state, args=(stop, latencies))
     sampler.start()
     t = time.perf_counter()
-    r = requests.post(f"http://{API}/service", json={"name": "bench", "image": IMAGE, "replicas": REPLICAS},
+    r = http.post(f"http://{API}/service", json={"name": "bench", "image": IMAGE, "replicas": REPLICAS},
                       timeout=120)
     elapsed = time.perf_counter() - t
     stop.set()
     sampler.join()
     if r.status_code != 201 or r.json()["replicas"]["running"] != REPLICAS:
         raise SystemExit(f"bench: deploy did not converge: {r.status_code} {r.text[:300]}")
-    requests.delete(f"http://{API}/service/bench", timeout=120).raise_for_status()
+    http.delete(f"http://{API}/service/bench", timeout=120).raise_for_status()
     return elapsed
 
 

@@ -31,7 +31,7 @@ def start(path, name):
 def state(name):
     a, p = MASTERS[name]
     try:
-        return requests.get(f"http://{a}:{p}/state", timeout=0.5).json()
+        return http.get(f"http://{a}:{p}/state", timeout=0.5).json()
     except (requests.RequestException, ValueError):
         return None
 

@@ -38,11 +38,11 @@ def running_slots(clients, nodes):
 
 
 def node_status(name):
-    return next(n["status"] for n in requests.get(f"{BASE}/state", timeout=5).json()["nodes"] if n["name"] == name)
+    return next(n["status"] for n in http.get(f"{BASE}/state", timeout=5).json()["nodes"] if n["name"] == name)
 
 
 def bicycle_run(clients, survivors):
-    r = requests.post(f"{BASE}/service", json={"name": "heal", "image": IMAGE, "replicas": REPLICAS}, timeout=120)
+    r = http.post(f"{BASE}/service", json={"name": "heal", "image": IMAGE, "replicas": REPLICAS}, timeout=120)
     r.raise_for_status()
     lost = sum(1 for c in clients[VICTIM].api.containers(filters={"label": "bicycle.service=heal"}))
     row = next(r for r in cluster.status(DIR) if r["name"] == VICTIM)
@@ -65,7 +65,7 @@ def bicycle_run(clients, survivors):
     # Bring the node back, let Bicycle rebalance, then remove the service.
     cluster.up(DIR, nodes=3, base=40, api=BASE.split("//")[1], log=lambda *a: None)
     wait_ready(60)
-    requests.delete(f"{BASE}/service/heal", timeout=120).raise_for_status()
+    http.delete(f"{BASE}/service/heal", timeout=120).raise_for_status()
     return lost, detected, healed
 
 

@@ -8,7 +8,7 @@ import json
 
 import bottle
 
-from master import openapi, api_monitor
+from master import auth, openapi, api_monitor
 from master.http import HTTPError, MAX_BODY, json_answer, read_body, query_flag, query_timeout  # noqa: F401 (MAX_BODY: part of the API)
 from master.election import NotLeader
 from master.validate import Invalid, service_body, check_name
@@ -22,6 +22,7 @@ def make_app(master):
         def wrap(fn):
             def handler(**kw):
                 try:
+                    authorize(method)
                     status, payload = fn(**kw)
                 except HTTPError as e:
                     status, payload = e.status, dict(e.extra, message=e.message)
@@ -44,6 +45,19 @@ def make_app(master):
             return fn
         return wrap
 
+    def authorize(method):
+        """401 without a valid token, 403 when a read token tries to write."""
+        need = auth.required(method, bottle.request.path)
+        have = auth.kind_of(auth.presented(bottle.request.get_header("Authorization")), master.tokens)
+        if auth.allows(have, need):
+            return
+        if have is None:
+            bottle.response.add_header("WWW-Authenticate", 'Bearer realm="bicycle"')
+            bottle.response.add_header("WWW-Authenticate", 'Basic realm="bicycle"')
+            raise HTTPError(401, "a valid API token is required: Authorization: Bearer TOKEN "
+                                 "(the token file is settings.api.tokens)")
+        raise HTTPError(403, "this token may only read; writes need the admin token")
+
     def leader_only():
         """Writes go to the leader: a standby answers 307 with its address."""
         if master.election.is_leader():
@@ -51,7 +65,7 @@ def make_app(master):
         leader = master.leader()
         if leader and leader[0] != master.name and leader[1]:
             query = bottle.request.query_string
-            location = f"http://{leader[1]}{bottle.request.path}" + (f"?{query}" if query else "")
+            location = master.inventory.url(leader[1]) + bottle.request.path + (f"?{query}" if query else "")
             bottle.response.set_header("Location", location)
             raise HTTPError(307, f"{master.name} is a standby; the leader is {leader[0]}",
                             leader={"name": leader[0], "api": leader[1], "epoch": leader[2]})
@@ -101,7 +115,8 @@ def make_app(master):
         wait, timeout = waiting()
         leader_only()
         body = read_body()
-        name, spec, replicas = service_body(body, len(master.inventory.nodes))
+        name, spec, replicas = service_body(body, len(master.inventory.nodes),
+                                            seal=lambda _, value: master.vault.seal(value))
         service = store.create_service(name, spec, replicas, master.now_iso())
         commit()
         master.loop.event("created", f"service {name} v1: {replicas} x {spec.image}", service=name)
@@ -119,7 +134,8 @@ def make_app(master):
         current = existing(name)
         body = read_body()
         base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
-        _, spec, replicas = service_body(body, len(master.inventory.nodes), base=base)
+        _, spec, replicas = service_body(body, len(master.inventory.nodes), base=base,
+                                         seal=lambda key, value: master.vault.reseal(current.spec.secrets, key, value))
         service = store.update_service(name, spec, replicas, master.now_iso())
         if service.version != current.version:
             commit()

@@ -3,20 +3,25 @@
 `Master(inventory).serve()` runs until SIGTERM/SIGINT, then stops the loop,
 the probers and the HTTP server, and closes the SSH connections.
 """
+import ipaddress
 import os
 import signal
+import sys
 import threading
 import time
 
 import requests
 from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from master import auth
 from master.api import make_app
 from master.election import Election
 from master.logs import Logs
 from master.metrics import Metrics
 from master.loop import Loop, iso
 from master.observe import Observation, Prober
+from master.vault import Vault
 from master.view import Views
 from model import DELETE
 from remote.transport import Fleet
@@ -30,11 +35,13 @@ class Master:
         self.settings = s = inventory.settings
         self.started_wall = wall()
         self.started_at = iso(self.started_wall)
+        self.tokens = auth.load_or_create(s["api"]["tokens"])
+        self.vault = Vault.open_or_create(s["secrets_key"])
         self.store = Store(state_file(s["state_file"], self.name, len(inventory.masters)))
         self.fleet = Fleet(inventory.nodes, s["known_hosts"], s["connect_timeout"],
                            s["command_timeout"], int(s["per_node_parallelism"]), source=me.get("source"))
         self.observation = Observation([n.name for n in inventory.nodes], s, clock=clock)
-        self.loop = Loop(self.store, self.fleet, self.observation, s, clock=clock, wall=wall)
+        self.loop = Loop(self.store, self.fleet, self.observation, s, clock=clock, wall=wall, vault=self.vault)
         self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.loop.event, clock,
                                  on_lead=self.loop.wake)
         self.loop.election = self.election
@@ -97,7 +104,8 @@ class Master:
         while others and not self.loop.stopping.wait(2.0):
             for m in others:
                 try:
-                    health = requests.get(f"http://{m['api']}/health", timeout=0.5).json()
+                    health = requests.get(self.inventory.url(m["api"]) + "/health", timeout=0.5,
+                                          verify=self.inventory.verify).json()
                     self.peers[m["name"]] = {"reachable": True, "role": health.get("role"),
                                              "epoch": health.get("epoch")}
                 except (requests.RequestException, ValueError):
@@ -125,6 +133,13 @@ class Master:
         host, port = self.api.rsplit(":", 1)
         self.server = wsgi.Server((host.strip("[]"), int(port)), self.app, numthreads=16,
                                   server_name="bicycle")
+        tls = self.settings["api"]["tls"]
+        if tls:
+            self.server.ssl_adapter = BuiltinSSLAdapter(tls["certificate"], tls["key"])
+        elif not is_loopback(host):
+            print(f"bicycle: warning: the API on {self.api} is not on a loopback address and has no TLS: "
+                  f"tokens and secrets cross the network in clear (set settings.api.tls)",
+                  file=sys.stderr, flush=True)
         stop = threading.Event()
 
         def on_signal(signum, frame):
@@ -136,7 +151,7 @@ class Master:
         self.start()
         try:
             self.server.prepare()
-            print(f"bicycle master {self.name} listening on http://{self.api}", flush=True)
+            print(f"bicycle master {self.name} listening on {self.inventory.url(self.api)}", flush=True)
             self.server.serve()
         finally:
             self.stop()
@@ -148,3 +163,13 @@ def state_file(path, master, masters):
         return path
     root, ext = os.path.splitext(path)
     return f"{root}.{master}{ext or '.json'}"
+
+
+def is_loopback(host):
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

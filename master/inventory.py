@@ -20,6 +20,7 @@ API = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
 DEFAULTS = {
     "state_file": "state.json",
     "known_hosts": "known_hosts",
+    "secrets_key": "secrets.key",
     "probe_interval": 1.0,
     "down_after": 5.0,
     "connect_timeout": 5.0,
@@ -29,6 +30,7 @@ DEFAULTS = {
     "rebalance_parallelism": 1,
     "lease_ttl": 6.0,
 }
+PATHS = ("state_file", "known_hosts", "secrets_key")
 NUMBERS = {k for k, v in DEFAULTS.items() if isinstance(v, (int, float))}
 COUNTS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
 
@@ -43,6 +45,20 @@ class Inventory:
     nodes: list
     masters: list                      # [{"name": ..., "api": "host:port"}]
     settings: dict = field(default_factory=dict)
+
+    @property
+    def scheme(self):
+        return "https" if self.settings.get("api", {}).get("tls") else "http"
+
+    def url(self, api):
+        """The base URL of a master's API address."""
+        return f"{self.scheme}://{api}"
+
+    @property
+    def verify(self):
+        """What HTTPS clients verify a master's certificate with (requests' verify=)."""
+        tls = self.settings.get("api", {}).get("tls")
+        return tls["ca"] if tls else True
 
     def master(self, name=None):
         if name is None:
@@ -140,6 +156,8 @@ def load(path):
         fail("settings: must be a mapping", _where(data, "settings"))
     settings = dict(DEFAULTS)
     for key, value in settings_raw.items():
+        if key == "api":
+            continue
         if key not in DEFAULTS:
             fail(f"settings.{key}: unknown setting", _where(settings_raw, key))
         if key in NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
@@ -149,6 +167,42 @@ def load(path):
         if key not in NUMBERS and not isinstance(value, str):
             fail(f"settings.{key}: must be a path", _where(settings_raw, key))
         settings[key] = value
-    for key in ("state_file", "known_hosts"):
+    for key in PATHS:
         settings[key] = os.path.join(base, os.path.expanduser(settings[key]))
+    settings["api"] = _api_settings(settings_raw.get("api"), settings_raw, base, fail)
     return Inventory(path=path, nodes=nodes, masters=masters, settings=settings)
+
+
+def _api_settings(raw, parent, base, fail):
+    """settings.api: {tokens: PATH, tls: {certificate: PATH, key: PATH, ca: PATH}}.
+
+    Returns {"tokens": abs path, "tls": None or {"certificate", "key", "ca"}};
+    ca (what clients verify the master with) defaults to the certificate.
+    """
+    def path(value):
+        return os.path.join(base, os.path.expanduser(value))
+
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        fail("settings.api: must be a mapping with tokens: and tls:", _where(parent, "api"))
+    extra = sorted(set(raw) - {"tokens", "tls"})
+    if extra:
+        fail(f"settings.api.{extra[0]}: unknown setting", _where(raw, extra[0]))
+    tokens = raw.get("tokens", "tokens.json")
+    if not isinstance(tokens, str) or not tokens:
+        fail("settings.api.tokens: must be a path", _where(raw, "tokens"))
+    tls = raw.get("tls")
+    if tls is not None:
+        if not isinstance(tls, dict):
+            fail("settings.api.tls: must be a mapping with certificate: and key:", _where(raw, "tls"))
+        extra = sorted(set(tls) - {"certificate", "key", "ca"})
+        if extra:
+            fail(f"settings.api.tls.{extra[0]}: unknown setting", _where(tls, extra[0]))
+        for key in ("certificate", "key"):
+            if not isinstance(tls.get(key), str) or not tls[key]:
+                fail(f"settings.api.tls.{key}: must be a path", _where(tls))
+        if "ca" in tls and (not isinstance(tls["ca"], str) or not tls["ca"]):
+            fail("settings.api.tls.ca: must be a path", _where(tls, "ca"))
+        tls = {"certificate": path(tls["certificate"]), "key": path(tls["key"]),
+               "ca": path(tls.get("ca") or tls["certificate"])}
+    return {"tokens": path(tokens), "tls": tls}

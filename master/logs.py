@@ -9,7 +9,7 @@ Following streams one channel per container and picks up replacements.
 import queue
 import threading
 
-from model import DOWN
+from model import UNREACHABLE
 from remote import commands, parse
 from remote.transport import RemoteError
 
@@ -41,7 +41,7 @@ class Logs:
         self.fleet, self.obs, self.clock = fleet, observation, clock
 
     def _down(self):
-        return {n for n, s in self.obs.statuses(self.clock()).items() if s == DOWN}
+        return {n for n, s in self.obs.statuses(self.clock()).items() if s in UNREACHABLE}
 
     def snapshot(self, containers, tail=None, since=None, timestamps=False):
         """All lines of `containers` (bounded by tail/since per container), merged."""

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 
 from master.election import NotLeader
-from model import Container, DELETE, NEW, READY
+from model import Container, DELETE, NEW, READY, UNTRUSTED
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
 from scheduler.reconcile import reconcile, converged
@@ -22,8 +22,9 @@ def iso(ts):
 
 
 class Loop(threading.Thread):
-    def __init__(self, store, fleet, observation, settings, clock=time.monotonic, wall=time.time):
+    def __init__(self, store, fleet, observation, settings, clock=time.monotonic, wall=time.time, vault=None):
         super().__init__(name="reconcile", daemon=True)
+        self.vault = vault                         # unseals services' secrets for docker run
         self.store, self.fleet, self.obs, self.settings = store, fleet, observation, settings
         self.election = None                       # set by the master before start()
         self.on_round = None                       # callable(seconds) after each round (metrics)
@@ -119,6 +120,10 @@ class Loop(threading.Thread):
                 self.ready_since[node] = now
             error = self.obs.nodes[node].error
             self.store.set_node(node, status=status, since=iso(self.wall()))
+            if status == UNTRUSTED:
+                self.event("untrusted", f"node {node} {before or 'new'} -> untrusted: {error}; nothing is sent "
+                                        f"to it until its key is pinned (bicycle.py node trust {node})", node=node)
+                continue
             self.event("node", f"node {node} {before or 'new'} -> {status}" + (f" ({error})" if error else ""),
                        node=node)
 
@@ -149,10 +154,10 @@ class Loop(threading.Thread):
             self.removing.add(action.container.id)
         self.fleet.submit(self._apply, action, spec, epoch)
 
-    def _fenced(self, node, epoch, kind, argv):
+    def _fenced(self, node, epoch, kind, argv, stdin=None):
         """Run a mutating engine command under the node's epoch fence."""
         self.election.ensure_claimed(node)
-        result = self.fleet.run(node, lease.fenced(epoch, kind, argv))
+        result = self.fleet.run(node, lease.fenced(epoch, kind, argv), stdin=stdin)
         if result.exit == lease.FENCED_EXIT:
             self.election.fenced_refusal(node, result.stderr)
             raise NotLeader(f"node {node} fenced epoch {epoch}")
@@ -188,7 +193,9 @@ class Loop(threading.Thread):
         name = commands.container_name(action.service, action.slot, secrets.token_hex(3))
         argv = commands.run(name, action.service, action.slot, spec, epoch)
         try:
-            result = self._fenced(action.node, epoch, "run", argv)
+            # Secrets reach docker on stdin (--env-file /dev/stdin): no file, no argv.
+            stdin = self.vault.env_file(spec.secrets).encode() if spec.secrets else None
+            result = self._fenced(action.node, epoch, "run", argv, stdin=stdin)
             if not result.ok:
                 raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip()
                                    else f"docker run exited {result.exit}")

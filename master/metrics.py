@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-NODE_STATUSES = ("ready", "suspect", "down", "unknown")
+NODE_STATUSES = ("ready", "suspect", "down", "unknown", "untrusted")
 
 
 class StateCollector:

@@ -10,6 +10,7 @@ import threading
 import time
 
 from remote import commands, parse
+from remote.transport import HostKeyError
 from scheduler.health import node_status
 
 
@@ -20,6 +21,7 @@ class NodeState:
         self.last_ok = None            # monotonic time of the last answered probe
         self.last_seen = None          # wall-clock string of the same, for /state
         self.last_failed = False
+        self.untrusted = False         # the last probe met a host key that is not pinned
         self.error = ""
         self.containers = {}           # id -> Container
         self.added = {}                # id -> (Container, monotonic time added by an action)
@@ -40,7 +42,7 @@ class Observation:
     def statuses(self, now):
         with self.changed:
             return {n: node_status(s.last_ok, s.last_failed, s.watched_since, now,
-                                   self.settings["down_after"], self.settings["probe_interval"])
+                                   self.settings["down_after"], self.settings["probe_interval"], s.untrusted)
                     for n, s in self.nodes.items()}
 
     def next_change(self, now):
@@ -75,14 +77,15 @@ class Observation:
             before = s.containers
             s.containers = current
             s.last_ok, s.last_seen, s.last_failed, s.error = self.clock(), wall_now, False, ""
+            s.untrusted = False
             if was_failed or _digest(before) != _digest(current):
                 self._bump()
 
-    def probe_failed(self, node, error):
+    def probe_failed(self, node, error, untrusted=False):
         with self.changed:
             s = self.nodes[node]
-            if not s.last_failed:
-                s.last_failed = True
+            if not s.last_failed or s.untrusted != untrusted:
+                s.last_failed, s.untrusted = True, untrusted
                 s.error = str(error)
                 self._bump()
 
@@ -125,7 +128,7 @@ class Prober(threading.Thread):
                     raise RuntimeError(result.stderr.strip()[-300:] or f"exit {result.exit}")
                 self.obs.probe_ok(self.node, started, parse.containers(self.node, result.stdout), self.wall_iso())
             except Exception as e:       # any failure is a missed probe
-                self.obs.probe_failed(self.node, e)
+                self.obs.probe_failed(self.node, e, untrusted=isinstance(e, HostKeyError))
                 if self.stopping.wait(min(interval, 1.0)):
                     return
                 continue

@@ -19,7 +19,7 @@ MAX_REPLICAS = 1000
 MAX_STRING = 4096
 MAX_ITEMS = 100
 
-CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart"}
+CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets"}
 PATCH_FIELDS = CREATE_FIELDS - {"name"}
 
 
@@ -38,12 +38,14 @@ def check_name(name, field="name"):
     return name
 
 
-def service_body(body, max_per_node_nodes, base=None):
+def service_body(body, max_per_node_nodes, base=None, seal=None):
     """Validate a create body (base=None) or a patch body merged over `base`.
 
     base is the stored dict {"spec": {...}, "replicas": n}. Returns
     (name or None, ServiceSpec, replicas). max_per_node_nodes is the number of
     nodes, the most replicas a service that publishes host ports can have.
+    seal(name, value) -> sealed value turns each given secret into what is
+    stored; a patch without `secrets` keeps the stored (sealed) ones.
     """
     errors = []
     if not isinstance(body, dict):
@@ -75,6 +77,11 @@ def service_body(body, max_per_node_nodes, base=None):
     if any(k.startswith("bicycle.") for k in labels):
         err("labels", "keys starting with 'bicycle.' are reserved")
     ports = _ports(merged.get("ports"), err)
+    stored = (base["spec"].get("secrets") or {}) if base else {}
+    secrets = _secrets(body.get("secrets"), err) if "secrets" in body else None
+    clash = sorted(set(stored if secrets is None else secrets) & set(env))
+    if clash:
+        err(f"secrets.{clash[0]}", "is also set in env")
     restart = merged.get("restart", "always")
     if restart not in RESTART_POLICIES:
         err("restart", f"must be one of {', '.join(RESTART_POLICIES)}")
@@ -83,8 +90,13 @@ def service_body(body, max_per_node_nodes, base=None):
                         f"({max_per_node_nodes} nodes)")
     if errors:
         raise Invalid(errors)
+    if secrets is None:
+        sealed = tuple(sorted(stored.items()))
+    else:
+        sealed = tuple(sorted((k, seal(k, v)) for k, v in secrets.items()))   # no seal, no secrets
     spec = ServiceSpec(image=image, command=tuple(command), env=tuple(sorted(env.items())),
-                       ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart)
+                       ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart,
+                       secrets=sealed)
     return name, spec, replicas
 
 
@@ -119,6 +131,16 @@ def _mapping(value, field, key_pattern, err):
         elif not _text_ok(v):
             err(f"{field}.{k}", "value must be a string without NUL")
     return value
+
+
+def _secrets(value, err):
+    """Secret values travel in a docker env file: one line each, so no line
+    breaks (nor NUL); names are environment variable names."""
+    secrets = _mapping(value, "secrets", ENV_KEY, err)
+    for k, v in secrets.items():
+        if isinstance(v, str) and ("\n" in v or "\r" in v):
+            err(f"secrets.{k}", "value must be one line (no line breaks)")
+    return secrets
 
 
 def _ports(value, err):

@@ -5,7 +5,7 @@ observation, the store and the loop's bookkeeping under the loop's lock.
 """
 import os
 
-from model import DOWN, parse_time
+from model import UNREACHABLE, parse_time
 from scheduler.reconcile import running_count
 
 
@@ -34,7 +34,7 @@ class Views:
         loop = self.m.loop
         now = loop.clock()
         statuses = loop.obs.statuses(now)
-        observed = [c for c in loop.obs.containers() if statuses.get(c.node) != DOWN]
+        observed = [c for c in loop.obs.containers() if statuses.get(c.node) not in UNREACHABLE]
         return now, statuses, observed
 
     def service(self, service, with_containers=True):
@@ -48,7 +48,7 @@ class Views:
         record = self.m.store.record(service.name) or {}
         view = {
             "name": service.name,
-            "spec": service.spec.to_dict(),
+            "spec": service.spec.public_dict(),
             "version": service.version,
             "state": service.state,
             "status": loop.service_status(service, observed, statuses),
@@ -123,7 +123,7 @@ class Views:
             nodes = self._nodes(statuses, everything)
             services = [self._service(s, statuses, observed, False)
                         for s in sorted(self.m.store.services(), key=lambda s: s.name)]
-            containers = [container_view(c, wall, statuses.get(c.node) == DOWN)
+            containers = [container_view(c, wall, statuses.get(c.node) in UNREACHABLE)
                           for c in sorted(everything, key=lambda c: (c.service, c.slot, c.node))]
             return {
                 "master": {"name": self.m.name, "pid": os.getpid(), "api": self.m.api,

@@ -27,7 +27,8 @@ def run(name, service, slot, spec, epoch=0):
 
     The engine never restarts Bicycle's containers (`--restart no`): the
     master replaces exited ones by the service's restart policy, with back-off,
-    so every restart is a decision it can show and count.
+    so every restart is a decision it can show and count. A spec with secrets
+    takes them as an env file on stdin (the caller pipes it in).
     """
     argv = ["docker", "run", "-d", "--name", name,
             "--label", f"{LABEL_SERVICE}={service}",
@@ -41,6 +42,9 @@ def run(name, service, slot, spec, epoch=0):
         argv += ["--env", f"{key}={value}"]
     for port in spec.ports:
         argv += ["--publish", port.flag()]
+    if spec.secrets:
+        # The values come on the command's stdin, never on its command line.
+        argv += ["--env-file", "/dev/stdin"]
     return argv + ["--", spec.image, *spec.command]
 
 

@@ -3,7 +3,9 @@
 One fabric Connection (paramiko underneath) per node, opened on first use,
 reused by every command (each command is one channel on the same transport)
 and re-opened after a failure. Host keys are pinned: only keys in Bicycle's
-known_hosts are accepted (paramiko RejectPolicy), never added on the fly.
+known_hosts are accepted (remote/hostkeys.py), never added on the fly; the
+file is read again at each new connection, so a key pinned by
+`bicycle.py node trust` counts from the next attempt.
 """
 import shlex
 import socket
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 import fabric
 import paramiko
+
+from remote.hostkeys import HostKeyRefused, PinnedOnly, fingerprint
 
 
 class RemoteError(Exception):
@@ -68,17 +72,23 @@ class NodeConnection:
                     "auth_timeout": self.connect_timeout, "banner_timeout": self.connect_timeout,
                 })
             # Fabric adds unknown host keys by default; Bicycle pins them.
-            conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            conn.client.set_missing_host_key_policy(PinnedOnly())
             if self.known_hosts:
                 conn.client.load_host_keys(self.known_hosts)
             try:
                 if self.source:
                     conn.connect_kwargs["sock"] = self._socket()
                 conn.open()
+            except HostKeyRefused as e:
+                conn.close()
+                raise HostKeyError(f"{self.node.name}: host key not trusted: {e}") from None
+            except paramiko.BadHostKeyException as e:
+                conn.close()
+                raise HostKeyError(f"{self.node.name}: host key not trusted: {self.node.address} presents "
+                                   f"{e.key.get_name()} key {fingerprint(e.key)}, pinned is "
+                                   f"{fingerprint(e.expected_key)}") from None
             except paramiko.SSHException as e:
                 conn.close()
-                if "not found in known_hosts" in str(e) or isinstance(e, paramiko.BadHostKeyException):
-                    raise HostKeyError(f"{self.node.name}: host key not trusted: {e}") from None
                 raise RemoteError(f"{self.node.name}: ssh: {e}") from None
             except (OSError, EOFError) as e:
                 conn.close()

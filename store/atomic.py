@@ -13,6 +13,29 @@ import tempfile
 from tinydb.storages import Storage
 
 
+def create_private(path, text):
+    """Write `text` to `path` with mode 0600 unless `path` exists; True if this
+    call created it. Made under a temporary name, fsynced, then hard-linked
+    into place, so processes racing to create it all end with the one winner."""
+    if os.path.exists(path):
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".new-", dir=folder)       # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(tmp)
+
+
 class AtomicJSONStorage(Storage):
     def __init__(self, path, **_):
         self.path = os.path.abspath(path)

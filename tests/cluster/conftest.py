@@ -17,6 +17,8 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from cli.client import TokenSession  # noqa: E402
+from master import auth  # noqa: E402
 from sandbox import cluster  # noqa: E402
 
 SANDBOX = os.path.join(ROOT, ".sandbox-test")
@@ -145,8 +147,16 @@ def clean(master, engines):
     remove_all(engines)
 
 
+def token(kind=auth.ADMIN, directory=SANDBOX):
+    """A token of the sandbox's token file (the first master start writes it)."""
+    return auth.load(os.path.join(directory, "tokens.json"))[kind]
+
+
+http = TokenSession(token)      # the admin token, kept across a standby's 307
+
+
 def api(method, path, body=None, **kw):
-    return requests.request(method, BASE + path, json=body, timeout=kw.pop("timeout", 90), **kw)
+    return http.request(method, BASE + path, json=body, timeout=kw.pop("timeout", 90), **kw)
 
 
 def wait_for(predicate, timeout, interval=0.2):

@@ -1,8 +1,7 @@
 """Bad input gets a 4xx JSON answer and changes nothing stored or running."""
 import pytest
-import requests
 
-from conftest import api, BASE
+from conftest import api, http, BASE
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -47,7 +46,7 @@ def test_bad_create_is_refused_and_changes_nothing(existing, engines, body, stat
 
 def test_not_json_is_400(existing, engines):
     services, containers = existing
-    r = requests.post(f"{BASE}/service", data="{not json", headers={"Content-Type": "application/json"}, timeout=10)
+    r = http.post(f"{BASE}/service", data="{not json", headers={"Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 400 and r.json()["message"]
     assert api("GET", "/service").json() == services and engine_snapshot(engines) == containers
 
@@ -55,7 +54,7 @@ def test_not_json_is_400(existing, engines):
 def test_two_megabyte_body_is_413(existing, engines):
     services, containers = existing
     body = '{"name": "web", "image": "bicycle/demo:1", "replicas": 1, "env": {"A": "' + "x" * (2 << 20) + '"}}'
-    r = requests.post(f"{BASE}/service", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    r = http.post(f"{BASE}/service", data=body, headers={"Content-Type": "application/json"}, timeout=30)
     assert r.status_code == 413 and r.json()["message"]
     assert api("GET", "/service").json() == services and engine_snapshot(engines) == containers
 

@@ -5,13 +5,14 @@ import sys
 
 import pytest
 
-from conftest import API, ROOT
+from conftest import API, ROOT, SANDBOX
 
 pytestmark = pytest.mark.usefixtures("clean")
 
 
 def cli(*args, api=API):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"), "--api", api, *args],
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"),
+                           "-i", os.path.join(SANDBOX, "inventory.yml"), "--api", api, *args],
                           capture_output=True, text=True, timeout=120)
 
 

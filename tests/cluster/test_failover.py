@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import SANDBOX, MasterProcess, remove_all, wait_for
+from conftest import SANDBOX, MasterProcess, http, remove_all, wait_for
 from master.inventory import load
 from remote import lease
 from remote.transport import NodeConnection
@@ -58,7 +58,7 @@ class Cluster:
         last = None
         for n in names:
             try:
-                return requests.request(method, self.api(n) + path, json=body, timeout=30, **kw)
+                return http.request(method, self.api(n) + path, json=body, timeout=30, **kw)
             except requests.RequestException as e:
                 last = e
         raise last
@@ -88,11 +88,11 @@ def ids(engines, service):
 def test_standby_redirects_writes_and_names_the_leader(ha, engines):
     leader = ha.leader()
     standby = next(n for n in ha.procs if n != leader)
-    r = requests.post(ha.api(standby) + "/service", json={"name": "web", "image": "bicycle/demo:1", "replicas": 3},
+    r = http.post(ha.api(standby) + "/service", json={"name": "web", "image": "bicycle/demo:1", "replicas": 3},
                       allow_redirects=False, timeout=10)
     assert r.status_code == 307
     assert r.headers["Location"] == ha.api(leader) + "/service"
-    state = requests.get(ha.api(standby) + "/state", timeout=10).json()
+    state = http.get(ha.api(standby) + "/state", timeout=10).json()
     assert state["master"]["role"] == "standby" and state["leader"]["name"] == leader
     # The CLI follows the redirect.
     cli = subprocess.run([".venv/bin/python", "bicycle.py", "--api", ha.procs[standby].api, "service", "create",
@@ -104,7 +104,7 @@ def test_standby_redirects_writes_and_names_the_leader(ha, engines):
                             capture_output=True, text=True, timeout=60, cwd=os.path.dirname(SANDBOX))
     assert f"leader: {leader} at" in status.stdout and "MASTER" in status.stdout, status.stdout
     # The standby follows the replicated state.
-    wait_for(lambda: [s["name"] for s in requests.get(ha.api(standby) + "/service", timeout=5).json()] == ["web"], 20)
+    wait_for(lambda: [s["name"] for s in http.get(ha.api(standby) + "/service", timeout=5).json()] == ["web"], 20)
     clean(ha, engines)
 
 
@@ -114,7 +114,7 @@ def test_sigkill_leader_standby_takes_over_without_touching_containers(ha, engin
     old = ha.leader()
     ha.procs[old].send(signal.SIGKILL)
     new = ha.leader(other_than=old)
-    state = requests.get(ha.api(new) + "/state", timeout=10).json()
+    state = http.get(ha.api(new) + "/state", timeout=10).json()
     assert state["master"]["epoch"] > 0 and state["leader"]["name"] == new
     wait_for(lambda: ha.call("GET", "/service/web", via=new).json()["status"] == "running", 20)
     time.sleep(2)     # a few reconcile rounds of the new leader
@@ -126,7 +126,7 @@ def test_sigkill_leader_standby_takes_over_without_touching_containers(ha, engin
 def test_paused_leader_is_fenced_on_the_nodes(ha, engines):
     assert ha.call("POST", "/service", {"name": "web", "image": "bicycle/demo:1", "replicas": 3}).status_code == 201
     old = ha.leader()
-    old_epoch = requests.get(ha.api(old) + "/health", timeout=5).json()["epoch"]
+    old_epoch = http.get(ha.api(old) + "/health", timeout=5).json()["epoch"]
     ha.procs[old].send(signal.SIGSTOP)
     try:
         new = ha.leader(other_than=old)
@@ -137,7 +137,7 @@ def test_paused_leader_is_fenced_on_the_nodes(ha, engines):
     finally:
         ha.procs[old].send(signal.SIGCONT)
     wait_for(lambda: ha.procs[old].role() == "standby", 20)
-    new_epoch = requests.get(ha.api(new) + "/health", timeout=5).json()["epoch"]
+    new_epoch = http.get(ha.api(new) + "/health", timeout=5).json()["epoch"]
     assert new_epoch > old_epoch
     late = 0
     for node, lines in ha.audits().items():

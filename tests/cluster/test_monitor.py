@@ -6,10 +6,9 @@ import subprocess
 import threading
 
 import pytest
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import API, BASE, ROOT, SANDBOX, api, wait_for
+from conftest import API, BASE, ROOT, SANDBOX, api, http, token, wait_for
 from sandbox import cluster
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -51,24 +50,24 @@ def test_logs_merge_every_container_with_its_prefix(engines):
     talker()
     hellos = expected_hellos(engines)
     assert len(hellos) == 3
-    r = requests.get(f"{BASE}/service/talker/logs", params={"tail": "all"}, timeout=30)
+    r = http.get(f"{BASE}/service/talker/logs", params={"tail": "all"}, timeout=30)
     assert r.status_code == 200
     lines = r.text.splitlines()
     for prefix, hello in hellos.items():
         assert f"{prefix} {hello}" in lines
     assert all(line.split(" |", 1)[0] + " |" in hellos for line in lines)
     # timestamps=1 puts the engine's time after the prefix, in order.
-    stamped = requests.get(f"{BASE}/service/talker/logs", params={"tail": "5", "timestamps": "1"}, timeout=30).text
+    stamped = http.get(f"{BASE}/service/talker/logs", params={"tail": "5", "timestamps": "1"}, timeout=30).text
     stamps = [line.split(" | ", 1)[1].split(" ", 1)[0] for line in stamped.splitlines()]
     assert stamps == sorted(stamps) and len(stamps) >= 6     # at least hello and one tick each
     # A node's logs: every Bicycle container on it.
     node = next(n for n, cs in engines.containers("talker").items() if cs)
-    text = requests.get(f"{BASE}/nodes/{node}/logs", params={"tail": "all"}, timeout=30).text
+    text = http.get(f"{BASE}/nodes/{node}/logs", params={"tail": "all"}, timeout=30).text
     assert all(f"@{node} |" in line for line in text.splitlines()) and "hello-" in text
 
 
 def follow_lines(params, into, stop):
-    with requests.get(f"{BASE}/service/talker/logs", params=params, stream=True, timeout=(5, 30)) as r:
+    with http.get(f"{BASE}/service/talker/logs", params=params, stream=True, timeout=(5, 30)) as r:
         for line in r.iter_lines(decode_unicode=True):
             into.put(line)
             if stop.is_set():
@@ -109,7 +108,7 @@ def test_logs_with_a_node_down_still_come_with_a_marker(engines):
     kill_node("node2")
     try:
         wait_for(lambda: node_status("node2") == "down", 20)
-        text = requests.get(f"{BASE}/service/talker/logs", params={"tail": "all"}, timeout=30).text
+        text = http.get(f"{BASE}/service/talker/logs", params={"tail": "all"}, timeout=30).text
         assert "# node2 unreachable" in text
         assert "hello-" in text
     finally:
@@ -138,7 +137,7 @@ def test_events_record_a_node_going_down_and_coming_back_in_order(engines):
 
 def test_metrics_parse_and_match_state(engines):
     talker(2)
-    text = requests.get(f"{BASE}/metrics", timeout=10).text
+    text = http.get(f"{BASE}/metrics", timeout=10).text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     state = api("GET", "/state").json()
     desired = {s.labels["service"]: s.value for s in families["bicycle_service_replicas_desired"].samples}
@@ -161,18 +160,20 @@ def chromium(*args):
 
 
 def test_dashboard_renders_services_and_node_status(engines):
+    """The browser signs in with HTTP Basic auth, the read token as password."""
     os.makedirs(OUT, exist_ok=True)
+    page = f"http://viewer:{token('read')}@{API}/"
     talker(3)
-    dom = chromium("--dump-dom", f"{BASE}/").stdout
+    dom = chromium("--dump-dom", page).stdout
     assert 'data-service="talker"' in dom and 'data-status="running"' in dom
     assert dom.count('data-status="ready"') == 3
     kill_node("node1")
     try:
         wait_for(lambda: node_status("node1") == "down", 20)
-        dom = chromium("--dump-dom", f"{BASE}/").stdout
+        dom = chromium("--dump-dom", page).stdout
         assert 'data-node="node1" data-status="down"' in dom
         shot = os.path.join(OUT, "dashboard.png")
-        chromium("--window-size=1280,1000", f"--screenshot={shot}", f"{BASE}/")
+        chromium("--window-size=1280,1000", f"--screenshot={shot}", page)
         assert os.path.getsize(shot) > 10000
     finally:
         repair()
@@ -182,10 +183,10 @@ def test_dashboard_renders_services_and_node_status(engines):
 def test_bad_log_queries_are_refused_in_json(engines):
     talker(1)
     for params in ({"since": "$(touch /tmp/pwned)"}, {"tail": "-1"}, {"tail": "many"}, {"follow": "perhaps"}):
-        r = requests.get(f"{BASE}/service/talker/logs", params=params, timeout=10)
+        r = http.get(f"{BASE}/service/talker/logs", params=params, timeout=10)
         assert r.status_code == 400 and r.json()["message"], params
-    assert requests.get(f"{BASE}/service/nope/logs", timeout=10).status_code == 404
-    assert requests.get(f"{BASE}/nodes/nope/stats", timeout=10).status_code == 404
-    stats = requests.get(f"{BASE}/service/talker/stats", timeout=30).json()
+    assert http.get(f"{BASE}/service/nope/logs", timeout=10).status_code == 404
+    assert http.get(f"{BASE}/nodes/nope/stats", timeout=10).status_code == 404
+    stats = http.get(f"{BASE}/service/talker/stats", timeout=30).json()
     assert [row["service"] for row in stats["containers"]] == ["talker"]
     assert stats["containers"][0]["memory_bytes"] > 0

@@ -16,6 +16,10 @@ from model import NodeInfo, ServiceSpec
 from store.state import Store
 
 
+TOKENS = {"admin": "admin-token-0123456789", "read": "read-token-0123456789"}
+ADMIN = {"HTTP_AUTHORIZATION": f"Bearer {TOKENS['admin']}"}
+
+
 class Untouchable:
     """Stands in for the loop and the views: bad input must never get here."""
 
@@ -38,7 +42,7 @@ def master():
         views=Untouchable("views"), loop=Untouchable("loop"),
         election=SimpleNamespace(is_leader=lambda: True, role="leader", role_name="leader", epoch=101, reason="",
                                  replicate=lambda: pytest.fail("a bad request was replicated")),
-        now_iso=lambda: "2024-01-01T00:05:00Z")
+        now_iso=lambda: "2024-01-01T00:05:00Z", tokens=TOKENS)
     m.wait_settled = lambda *_: pytest.fail("a bad request waited for the loop")
     m.metrics = Metrics(m)
     return m
@@ -49,8 +53,9 @@ def app(master):
     return make_app(master)
 
 
-def call(app, method, path, body=None, query="", headers=None):
-    """One request through the WSGI app: (status code, headers, parsed JSON body)."""
+def call(app, method, path, body=None, query="", headers=ADMIN):
+    """One request through the WSGI app: (status code, headers, parsed JSON body);
+    with the admin token unless other headers are given."""
     raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
                "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json", "wsgi.input": io.BytesIO(raw)}
@@ -99,7 +104,7 @@ def test_a_two_megabyte_body_is_413(app, unchanged):
 
 def test_a_body_larger_than_its_content_length_says_is_still_bounded(app, unchanged):
     big = json.dumps(dict(GOOD, env={"BLOB": "x" * (2 * 1024 * 1024)})).encode()
-    status, _, _ = call(app, "POST", "/service", big, headers={"CONTENT_LENGTH": "100"})
+    status, _, _ = call(app, "POST", "/service", big, headers=dict(ADMIN, CONTENT_LENGTH="100"))
     assert status == 400                         # only the first 100 bytes were read
 
 
@@ -210,3 +215,44 @@ def test_openapi_document(app):
 def test_a_deeply_nested_body_is_400(app, unchanged):
     status, _, _ = call(app, "POST", "/service", b"[" * 100000)
     assert status == 400
+
+
+def _routes(app):
+    """Every route of the app with its path parameters filled in."""
+    return sorted({(r.method, r.rule.replace("<name>", "web")) for r in app.routes})
+
+
+def test_every_endpoint_but_health_needs_a_token(app, unchanged):
+    routes = _routes(app)
+    assert len(routes) > 15
+    for method, path in routes:
+        for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer not-the-token"},
+                        {"HTTP_AUTHORIZATION": TOKENS["admin"]},             # no scheme
+                        {"HTTP_AUTHORIZATION": "Basic %%%"}):
+            status, response_headers, payload = call(app, method, path, {}, headers=headers)
+            if path == "/health":
+                assert status == 200
+                continue
+            assert status == 401, (method, path, headers)
+            assert "token" in payload["message"]
+            challenge = {k.lower(): v for k, v in response_headers.items()}["www-authenticate"]
+            assert "realm=" in challenge
+
+
+def test_a_read_token_reads_but_cannot_write(app, unchanged):
+    read = {"HTTP_AUTHORIZATION": f"Bearer {TOKENS['read']}"}
+    assert call(app, "GET", "/openapi.json", headers=read)[0] == 200
+    for method, path in _routes(app):
+        if method in ("GET", "HEAD"):
+            continue
+        status, _, payload = call(app, method, path, {"name": "x", "image": "a:1", "replicas": 1}, headers=read)
+        assert status == 403, (method, path)
+        assert "read" in payload["message"]
+
+
+def test_basic_auth_carries_the_token_as_password(app):
+    import base64
+    basic = base64.b64encode(f"anyone:{TOKENS['read']}".encode()).decode()
+    assert call(app, "GET", "/openapi.json", headers={"HTTP_AUTHORIZATION": f"Basic {basic}"})[0] == 200
+    wrong = base64.b64encode(b"anyone:nope").decode()
+    assert call(app, "GET", "/openapi.json", headers={"HTTP_AUTHORIZATION": f"Basic {wrong}"})[0] == 401

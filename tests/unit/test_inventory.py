@@ -61,7 +61,10 @@ def test_a_good_file(tmp_path):
     assert inv.master() == inv.masters[0] and inv.master("m2") == inv.masters[1]
     assert inv.settings == dict(DEFAULTS, probe_interval=0.5, down_after=3,
                                 state_file=str(tmp_path / "data" / "state.json"),
-                                known_hosts=str(tmp_path / "known_hosts"))
+                                known_hosts=str(tmp_path / "known_hosts"),
+                                secrets_key=str(tmp_path / "secrets.key"),
+                                api={"tokens": str(tmp_path / "tokens.json"), "tls": None})
+    assert inv.scheme == "http" and inv.verify is True and inv.url("h:1") == "http://h:1"
     assert inv.nodes[1].address == "node2.example.com:2222" and inv.nodes[0].address == "127.0.0.21"
 
 
@@ -135,3 +138,28 @@ def test_a_missing_file(tmp_path):
 @pytest.mark.parametrize("key", ["per_node_parallelism", "rebalance_parallelism"])
 def test_counts_must_be_whole_numbers(tmp_path, key):
     assert "must be" in error(tmp_path, f"nodes:\n  - {{name: a, host: h}}\nsettings:\n  {key}: 0.5\n")
+
+
+def test_api_settings_give_tls_and_the_token_file(tmp_path):
+    inv = load(write(tmp_path, "nodes:\n  - {name: a, host: 10.0.0.1}\nsettings:\n  api:\n"
+                               "    tokens: secret/tokens.json\n"
+                               "    tls: {certificate: tls/api.crt, key: tls/api.key}\n"))
+    assert inv.settings["api"] == {"tokens": str(tmp_path / "secret" / "tokens.json"),
+                                   "tls": {"certificate": str(tmp_path / "tls" / "api.crt"),
+                                           "key": str(tmp_path / "tls" / "api.key"),
+                                           "ca": str(tmp_path / "tls" / "api.crt")}}
+    assert inv.scheme == "https" and inv.url("10.0.0.9:7070") == "https://10.0.0.9:7070"
+    assert inv.verify == str(tmp_path / "tls" / "api.crt")
+
+
+@pytest.mark.parametrize("api, field", [
+    ("[]", "settings.api"),
+    ("{token: x}", "settings.api.token"),
+    ("{tokens: 3}", "settings.api.tokens"),
+    ("{tls: yes}", "settings.api.tls"),
+    ("{tls: {certificate: a.crt}}", "settings.api.tls.key"),
+    ("{tls: {certificate: a.crt, key: a.key, chain: c}}", "settings.api.tls.chain"),
+])
+def test_bad_api_settings_name_the_field(tmp_path, api, field):
+    message = error(tmp_path, f"nodes:\n  - {{name: a, host: 10.0.0.1}}\nsettings:\n  api: {api}\n")
+    assert field + ":" in message
