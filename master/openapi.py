@@ -20,6 +20,8 @@ SPEC_FIELDS = {
     "ports": {"type": "array", "maxItems": 100, "items": PORT},
     "labels": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"}},
     "restart": {"type": "string", "enum": ["always", "on-failure", "never"], "default": "always"},
+    "secrets": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"},
+                "description": "NAME -> value, given to the containers as environment; shown masked"},
 }
 NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
 
@@ -50,7 +52,7 @@ SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "
 NODE = {"type": "object", "properties": {
     "name": {"type": "string"}, "address": {"type": "string"}, "user": {"type": "string"},
     "labels": {"type": "object"},
-    "status": {"type": "string", "enum": ["ready", "suspect", "down", "unknown"]},
+    "status": {"type": "string", "enum": ["ready", "suspect", "down", "unknown", "untrusted"]},
     "availability": {"type": "string", "enum": ["active", "drain"]},
     "last_seen": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True},
     "containers": {"type": "integer"}}}
@@ -69,8 +71,10 @@ def _json(schema):
 
 
 def _errors(*codes):
-    text = {400: "malformed request", 404: "no such service", 409: "name taken or conflicting change",
-            413: "body larger than 1 MiB", 422: "invalid fields"}
+    text = {400: "malformed request", 401: "no or bad token", 403: "a read token may not write",
+            404: "no such service", 409: "name taken or conflicting change",
+            413: "body larger than 1 MiB", 422: "invalid fields",
+            503: "no leader can take writes now (no majority of nodes)"}
     return {str(c): dict(description=text[c], **_json(ERROR)) for c in codes}
 
 
@@ -98,6 +102,31 @@ EVENT = {"type": "object", "properties": {
     "service": {"type": "string"}, "node": {"type": "string"}, "command": {"type": "array", "items": {"type": "string"}}}}
 
 
+SECURITY = {"bearer": {"type": "http", "scheme": "bearer",
+                       "description": "settings.api.tokens: the admin token writes, the read token reads"},
+            "basic": {"type": "http", "scheme": "basic",
+                      "description": "any user name, a token as password (for browsers)"}}
+REDIRECT = {"307": {"description": "a standby: the leader's address is in Location",
+                    "headers": {"Location": {"schema": {"type": "string"}}}, **_json(ERROR)}}
+
+
+def _secured(paths):
+    """Every operation but /health needs a token (401); writes need the admin
+    token (403) and the leader (307 from a standby, 503 without a majority)."""
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            if path == "/health":
+                op["security"] = []
+                continue
+            op["responses"].update(_errors(401))
+            if method != "get":
+                op["responses"].update(_errors(403, 503))
+                op["responses"].update(REDIRECT)
+    return paths
+
+
 def document():
     create = {"type": "object", "additionalProperties": False, "required": ["name", "image", "replicas"],
               "properties": dict(SPEC_FIELDS, name=NAME)}
@@ -106,7 +135,9 @@ def document():
         "openapi": "3.0.3",
         "info": {"title": "Bicycle", "version": "1.0",
                  "description": "Agentless Docker orchestrator: desired services over SSH-driven engines."},
-        "paths": {
+        "components": {"securitySchemes": SECURITY},
+        "security": [{"bearer": []}, {"basic": []}],
+        "paths": _secured({
             "/health": {"get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}},
             "/state": {"get": {"summary": "the whole cluster from the master's memory",
                                "responses": {"200": dict(description="cluster state", **_json(STATE))}}},
@@ -176,5 +207,5 @@ def document():
             "/": {"get": {"summary": "the dashboard",
                           "responses": {"200": {"description": "HTML",
                                                 "content": {"text/html": {"schema": {"type": "string"}}}}}}},
-        },
+        }),
     }

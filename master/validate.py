@@ -138,7 +138,7 @@ def _secrets(value, err):
     breaks (nor NUL); names are environment variable names."""
     secrets = _mapping(value, "secrets", ENV_KEY, err)
     for k, v in secrets.items():
-        if isinstance(v, str) and ("\n" in v or "\r" in v):
+        if ENV_KEY.fullmatch(k) and isinstance(v, str) and ("\n" in v or "\r" in v):
             err(f"secrets.{k}", "value must be one line (no line breaks)")
     return secrets
 

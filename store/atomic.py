@@ -29,11 +29,20 @@ def create_private(path, text):
             os.fsync(f.fileno())
         try:
             os.link(tmp, path)
-            return True
         except FileExistsError:
             return False
     finally:
         os.unlink(tmp)
+    _fsync_folder(folder)
+    return True
+
+
+def _fsync_folder(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class AtomicJSONStorage(Storage):
@@ -66,11 +75,7 @@ class AtomicJSONStorage(Storage):
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _fsync_folder(folder)
         self._data = copy.deepcopy(data)
 
     def close(self):
