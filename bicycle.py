@@ -2,6 +2,7 @@
 """Bicycle's command line: parse, call, print, exit code. Nothing else lives here."""
 import json
 import os
+import re
 import sys
 
 import click
@@ -12,16 +13,23 @@ sys.path.insert(0, HERE)
 from cli.client import Client, ClientError  # noqa: E402
 from cli import tables  # noqa: E402
 from master import auth  # noqa: E402
-from master.inventory import load, InventoryError  # noqa: E402
+from master.inventory import API, load, InventoryError  # noqa: E402
 
 DEFAULT_INVENTORY = os.path.join(HERE, "inventory.yml")
+API_ADDRESS = re.compile(r"(https?://)?" + API.pattern.strip("^$"))
 
 
 class Fail(click.ClickException):
     """One line on stderr and exit code 1."""
 
     def show(self, file=None):
-        click.echo(f"bicycle: {self.message}", err=True)
+        click.echo(f"bicycle: {one_line(self.message)}", err=True)
+
+
+def one_line(text):
+    """Control characters (a newline, an escape sequence) that came back from
+    the user's own input are shown escaped, so an error stays one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
 def _inventory(path):
@@ -41,6 +49,8 @@ def _client(ctx):
     if not api or not token or os.path.exists(obj["inventory"]):
         inventory = _inventory(obj["inventory"])
     api = api or inventory.master()["api"]
+    if not API_ADDRESS.fullmatch(api):
+        raise Fail(f"--api {api!r}: must be HOST:PORT or http(s)://HOST:PORT")
     if not token:
         try:
             token = auth.load(inventory.settings["api"]["tokens"])[auth.ADMIN]

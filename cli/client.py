@@ -48,6 +48,8 @@ class Client:
             raise ClientError(f"no master answers at {self.api} (start one with: bicycle.py up)") from None
         except requests.Timeout:
             raise ClientError(f"the master at {self.api} did not answer within {self.timeout:.0f}s") from None
+        except requests.RequestException as e:
+            raise ClientError(f"cannot call the master at {self.api}: {type(e).__name__}") from None
 
     def call(self, method, path, body=None, params=None, ok=(200, 201, 202)):
         r = self._request(method, path, json=body, params=params, timeout=self.timeout)
