@@ -3,9 +3,11 @@
 Every write goes to a temporary file in the same folder, is fsynced, renamed
 over the old file, and the folder is fsynced: a crash leaves the old or the
 new file. The file is created with mode 0600. Reads are served from memory
-after the first load: this process is the file's only writer.
+after the first load: this process is the file's only writer, so temporary
+files of its own name found at start are leftovers of a crash and go.
 """
 import copy
+import glob
 import json
 import os
 import tempfile
@@ -48,7 +50,11 @@ def _fsync_folder(folder):
 class AtomicJSONStorage(Storage):
     def __init__(self, path, **_):
         self.path = os.path.abspath(path)
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, exist_ok=True)
+        self._prefix = f".{os.path.basename(self.path)}.tmp-"
+        for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(self._prefix) + "*")):
+            os.unlink(stale)               # left by a write that a crash interrupted
         self._data = None
 
     def read(self):
@@ -63,7 +69,7 @@ class AtomicJSONStorage(Storage):
 
     def write(self, data):
         folder = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=self._prefix, dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(data, f, sort_keys=True)
