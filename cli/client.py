@@ -24,6 +24,7 @@ class TokenSession(requests.Session):
         headers = dict(kw.pop("headers", None) or {})
         if token:
             headers.setdefault("Authorization", f"Bearer {token}")
+        kw.setdefault("verify", self.verify)      # explicit: REQUESTS_CA_BUNDLE must not replace it
         return super().request(method, url, *args, headers=headers, **kw)
 
     def rebuild_auth(self, prepared_request, response):

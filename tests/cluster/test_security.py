@@ -198,3 +198,84 @@ def test_a_canary_secret_never_shows_outside_the_container(engines, master):
     assert any("CANARY_SECRET" in t for t in texts.values())       # the name is not hidden
     leaks = [where for where, text in texts.items() if canary in text]
     assert leaks == []
+
+
+# -- TLS --------------------------------------------------------------------------
+
+def self_signed(folder, ip="127.0.0.1"):
+    """A certificate for `ip` and its key, as files (cryptography, no openssl CLI)."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bicycle-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (folder / "api.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "api.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+
+
+def lone_master(folder, api_address, tls):
+    """A master of its own inventory, with one node where nothing listens (so
+    it never meets the session's nodes); returns (process, inventory path)."""
+    settings = "settings:\n  api:\n    tokens: tokens.json\n"
+    if tls:
+        settings += "    tls: {certificate: api.crt, key: api.key}\n"
+    inventory = folder / "inventory.yml"
+    inventory.write_text("nodes:\n  - {name: lonely, host: 127.0.0.99, user: nobody}\n"
+                         f"masters:\n  - {{name: m1, api: '{api_address}'}}\n" + settings)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", str(inventory), "up"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, inventory
+
+
+def test_tls_serves_https_and_the_cli_verifies_it(tmp_path):
+    self_signed(tmp_path)
+    proc, inventory = lone_master(tmp_path, "127.0.0.1:7191", tls=True)
+    try:
+        url, cert = "https://127.0.0.1:7191", str(tmp_path / "api.crt")
+        wait_for(lambda: _answers(f"{url}/health", cert), 20)
+        assert requests.get(f"{url}/state", verify=cert, timeout=5).status_code == 401
+        admin = auth.load(str(tmp_path / "tokens.json"))[auth.ADMIN]
+        r = requests.get(f"{url}/state", verify=cert, timeout=5, headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 200 and r.json()["nodes"][0]["name"] == "lonely"
+        with pytest.raises(requests.RequestException):       # no plain HTTP on that port
+            requests.get("http://127.0.0.1:7191/health", timeout=5).json()
+        with pytest.raises(requests.exceptions.SSLError):     # and not without trusting the certificate
+            requests.get(f"{url}/health", timeout=5)
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", str(inventory), "status"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "master m1" in r.stdout and "lonely" in r.stdout
+        assert stat.S_IMODE(os.stat(tmp_path / "tokens.json").st_mode) == 0o600
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert "listening on https://127.0.0.1:7191" in out
+    assert "warning" not in err
+
+
+def test_plain_http_off_loopback_starts_with_a_warning(tmp_path):
+    proc, _ = lone_master(tmp_path, "0.0.0.0:7192", tls=False)
+    try:
+        wait_for(lambda: _answers("http://127.0.0.1:7192/health", True), 20)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert "warning" in err and "no TLS" in err and "0.0.0.0:7192" in err
+
+
+def _answers(url, verify):
+    try:
+        return requests.get(url, verify=verify, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
