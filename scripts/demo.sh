@@ -37,6 +37,7 @@ $PY bicycle.py status
 cat <<MSG
 
 The master runs in the background (pid $(cat "$PIDFILE"), log $DIR/master.log), API on 127.0.0.1:7070.
+Dashboard: http://viewer:TOKEN@127.0.0.1:7070/ with the read token of $DIR/tokens.json
 Try:  .venv/bin/python bicycle.py service scale web 9
       .venv/bin/python bicycle.py status --json
 Stop everything:  make stop
