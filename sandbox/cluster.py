@@ -9,6 +9,7 @@ holds sandbox.json, inventory.yml, the client key, known_hosts and one folder pe
 from __future__ import annotations
 
 import os
+import pwd
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -92,6 +93,27 @@ def inventory_text(sb: Sandbox) -> str:
     return "\n".join(out)
 
 
+def _served_authorized_keys(sb: Sandbox) -> str:
+    """The authorized_keys file sshd reads: DIR/authorized_keys, or a copy under
+    /run when sshd's StrictModes would refuse DIR (under /tmp, say)."""
+    if host.unsafe_ancestor(sb.directory):
+        return os.path.join(sb.node(1).run_dir, "authorized_keys")
+    return sb.authorized_keys
+
+
+def restart_sshd(directory: str, node_index: int) -> None:
+    """Restart one node's sshd (it reads its host key again) and end the SSH
+    sessions of the node's user, so that every client has to connect anew."""
+    sb = load(directory)
+    if sb is None:
+        raise SandboxError(f"no sandbox in {resolve(directory)} (run `sandbox up`)")
+    node = sb.node(node_index)
+    daemons.stop_sshd(node)
+    host.end_processes_of(pwd.getpwnam(node.user).pw_uid)
+    daemons.start_sshd(node, _served_authorized_keys(sb), lambda *a: None)
+    daemons.wait_sshd(node)
+
+
 def _prepare_node(node: Node) -> None:
     os.makedirs(node.dir, mode=0o755, exist_ok=True)
     os.chmod(node.dir, 0o755)
@@ -127,11 +149,10 @@ def up(directory: str = ".sandbox", nodes: int = 3, base: int = 10,
     _claim(sb)
     os.makedirs(sb.directory, mode=0o755, exist_ok=True)
     os.chmod(sb.directory, 0o755)
-    bad = host.unsafe_ancestor(sb.directory)
-    authorized_keys = sb.authorized_keys
-    if bad:   # sshd's StrictModes would refuse DIR/authorized_keys: serve a copy from /run
-        log(f"note: {bad} is not root-only; sshd reads authorized_keys from {RUN_ROOT}")
-        authorized_keys = os.path.join(sb.node(1).run_dir, "authorized_keys")
+    authorized_keys = _served_authorized_keys(sb)
+    if authorized_keys != sb.authorized_keys:
+        log(f"note: {host.unsafe_ancestor(sb.directory)} is not root-only; "
+            f"sshd reads authorized_keys from {RUN_ROOT}")
     closed = host.untraversable_ancestor(sb.directory)
     if closed:
         log(f"warning: {closed} is not enterable by other users: node users lack their home")

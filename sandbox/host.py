@@ -175,8 +175,13 @@ def delete_user(node: Node, log) -> None:
     if pw.pw_dir != node.home:
         log(f"{node.name}: user {node.user} has home {pw.pw_dir}, not ours: left alone")
         return
-    terminate([pid for pid in all_pids() if _uid_of(pid) == pw.pw_uid])
+    end_processes_of(pw.pw_uid)
     _retry_on_lock(["userdel", node.user])
+
+
+def end_processes_of(uid: int) -> None:
+    """End every process of a node user (its SSH sessions among them)."""
+    terminate([pid for pid in all_pids() if _uid_of(pid) == uid])
 
 
 # --- processes ------------------------------------------------------------------------------

@@ -95,12 +95,13 @@ def test_standby_redirects_writes_and_names_the_leader(ha, engines):
     state = http.get(ha.api(standby) + "/state", timeout=10).json()
     assert state["master"]["role"] == "standby" and state["leader"]["name"] == leader
     # The CLI follows the redirect.
-    cli = subprocess.run([".venv/bin/python", "bicycle.py", "--api", ha.procs[standby].api, "service", "create",
+    via = ["-i", ha.inventory.path, "--api", ha.procs[standby].api]
+    cli = subprocess.run([".venv/bin/python", "bicycle.py", *via, "service", "create",
                           "web", "--image", "bicycle/demo:1", "--replicas", "3"], capture_output=True, text=True,
                          timeout=60, cwd=os.path.dirname(SANDBOX))
     assert cli.returncode == 0, cli.stderr
     assert sorted(engines.counts("web").values()) == [1, 1, 1]
-    status = subprocess.run([".venv/bin/python", "bicycle.py", "--api", ha.procs[standby].api, "status"],
+    status = subprocess.run([".venv/bin/python", "bicycle.py", *via, "status"],
                             capture_output=True, text=True, timeout=60, cwd=os.path.dirname(SANDBOX))
     assert f"leader: {leader} at" in status.stdout and "MASTER" in status.stdout, status.stdout
     # The standby follows the replicated state.

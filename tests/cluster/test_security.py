@@ -2,9 +2,7 @@
 node whose host key changed, and a canary secret that must never show."""
 import glob
 import os
-import pwd
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -81,22 +79,6 @@ def cli(*args):
                           capture_output=True, text=True, timeout=60)
 
 
-def restart_sshd(node):
-    """Restart the node's sshd and end the sessions of its user, so that the
-    master has to connect again (and meet whatever key the node has now)."""
-    sb = load_sandbox(SANDBOX)
-    daemons.stop_sshd(node)
-    uid = pwd.getpwnam(node.user).pw_uid
-    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                os.kill(pid, signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    daemons.start_sshd(node, sb.authorized_keys, lambda *a: None)
-    daemons.wait_sshd(node)
-
-
 def node_status(name):
     return next(n for n in api("GET", "/state").json()["nodes"] if n["name"] == name)["status"]
 
@@ -113,7 +95,7 @@ def test_a_node_with_another_host_key_is_untrusted_until_pinned(engines, tmp_pat
         for f in glob.glob(node.host_key + "*"):
             os.remove(f)
         daemons.ensure_keypair(node.host_key, "impostor")
-        restart_sshd(node)
+        cluster.restart_sshd(SANDBOX, 3)
         wait_for(lambda: node_status("node3") == "untrusted", 30)
         wait_for(lambda: any(e["kind"] == "untrusted" and "node3" in e["message"] and "SHA256:" in e["message"]
                              for e in api("GET", "/events", params={"limit": 200}).json()), 10)
@@ -139,7 +121,7 @@ def test_a_node_with_another_host_key_is_untrusted_until_pinned(engines, tmp_pat
             os.remove(f)
         for f in saved.iterdir():
             shutil.copy2(f, os.path.dirname(node.host_key))
-        restart_sshd(node)
+        cluster.restart_sshd(SANDBOX, 3)
         with open(os.path.join(SANDBOX, "known_hosts"), "w") as f:
             f.write(known_hosts)
     wait_for(lambda: node_status("node3") == "ready", 30)
