@@ -154,7 +154,7 @@ def _secrets(values):
     for v in values:
         name, sep, source = v.partition("=")
         if not name:
-            raise Fail(f"--secret {v!r} must be NAME or NAME=@FILE")
+            raise Fail("--secret needs a NAME: give NAME (from the environment) or NAME=@FILE")
         if not sep:
             if name not in os.environ:
                 raise Fail(f"--secret {name}: no environment variable {name} to take the value from")

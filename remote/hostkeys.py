@@ -55,23 +55,48 @@ def scan(node, timeout=5.0, source=None):
 
 
 def pin(known_hosts, node, key):
-    """Make `key` the only pinned key of `node` in the known_hosts file
-    (written to a temporary file, then renamed; mode 0600)."""
-    keys = paramiko.HostKeys()
-    if os.path.exists(known_hosts):
-        keys.load(known_hosts)
+    """Make `key` the only pinned key of `node` in the known_hosts file: every
+    other entry for the node goes (of any key type, hashed or not; other hosts
+    of a shared line keep theirs). Written to a temporary file, then renamed;
+    mode 0600."""
     name = known_hosts_name(node)
-    if name in keys:
-        del keys[name]
-    keys.add(name, key.get_name(), key)
+    lines = []
+    if os.path.exists(known_hosts):
+        with open(known_hosts, encoding="utf-8") as f:
+            for line in f:
+                entry = _entry(line)
+                if entry is None or not any(_names(h, name) for h in entry.hostnames):
+                    lines.append(line if line.endswith("\n") else line + "\n")
+                    continue
+                entry.hostnames = [h for h in entry.hostnames if not _names(h, name)]
+                if entry.hostnames:
+                    lines.append(entry.to_line())
+    lines.append(f"{name} {key.get_name()} {key.get_base64()}\n")
     folder = os.path.dirname(os.path.abspath(known_hosts))
-    fd, tmp = tempfile.mkstemp(prefix=".known_hosts-", dir=folder)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=".known_hosts-", dir=folder)     # mode 0600
     try:
-        keys.save(tmp)
-        os.chmod(tmp, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(lines)
         os.replace(tmp, known_hosts)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _entry(line):
+    """A known_hosts line as a HostKeyEntry, or None (a comment, a blank or
+    unreadable line: kept as it is)."""
+    if not line.strip() or line.lstrip().startswith("#"):
+        return None
+    try:
+        return paramiko.hostkeys.HostKeyEntry.from_line(line)
+    except Exception:
+        return None
+
+
+def _names(pattern, name):
+    """Does a known_hosts host field (plain or hashed |1|salt|hash) name `name`?"""
+    if pattern.startswith("|1|"):
+        return paramiko.HostKeys.hash_host(name, pattern) == pattern
+    return pattern == name

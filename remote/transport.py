@@ -80,18 +80,18 @@ class NodeConnection:
                     conn.connect_kwargs["sock"] = self._socket()
                 conn.open()
             except HostKeyRefused as e:
-                conn.close()
+                _discard(conn)
                 raise HostKeyError(f"{self.node.name}: host key not trusted: {e}") from None
             except paramiko.BadHostKeyException as e:
-                conn.close()
+                _discard(conn)
                 raise HostKeyError(f"{self.node.name}: host key not trusted: {self.node.address} presents "
                                    f"{e.key.get_name()} key {fingerprint(e.key)}, pinned is "
                                    f"{fingerprint(e.expected_key)}") from None
             except paramiko.SSHException as e:
-                conn.close()
+                _discard(conn)
                 raise RemoteError(f"{self.node.name}: ssh: {e}") from None
             except (OSError, EOFError) as e:
-                conn.close()
+                _discard(conn)
                 raise RemoteError(f"{self.node.name}: cannot connect to {self.node.address}: {e}") from None
             # Small request/answer packets: without NODELAY every channel open
             # waits ~40 ms on Nagle's algorithm and delayed ACKs.
@@ -151,6 +151,14 @@ class NodeConnection:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _discard(conn):
+    """Close a connection whose open failed. fabric's close() does nothing
+    then (it never saw the connection as open), but paramiko may already hold
+    the TCP connection and its transport thread: close the client itself."""
+    conn.close()
+    conn.client.close()
 
 
 class LineStream:
