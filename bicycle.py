@@ -95,10 +95,11 @@ def main(ctx, inventory, api):
 def up(ctx, name):
     """Run the master daemon in the foreground."""
     from master.daemon import Master
+    from master.vault import VaultError
     inventory = _inventory(ctx.obj["inventory"])
     try:
         master = Master(inventory, name)
-    except (InventoryError, auth.TokenFileError) as e:
+    except (InventoryError, auth.TokenFileError, VaultError) as e:
         raise Fail(str(e)) from None
     except OSError as e:
         raise Fail(f"cannot start: {e}") from None
