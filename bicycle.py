@@ -409,6 +409,8 @@ def _sandbox_call(fn, *args):
 def sandbox_up(nodes, directory, base, api):
     """Start (or repair) the sandbox and write its inventory."""
     from sandbox import cluster
+    if not API.fullmatch(api):
+        raise Fail(f"--api {api!r}: must be HOST:PORT")
     path = _sandbox_call(cluster.up, directory, nodes, base, api)
     click.echo(f"sandbox ready: inventory {path}")
 

@@ -39,7 +39,12 @@ def sandbox_down():
 def start_master(inventory):
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", inventory, "up"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_ready(30):
+    try:
+        ready = wait_ready(30)
+    except BaseException:
+        proc.terminate()
+        raise
+    if not ready:
         proc.terminate()
         raise SystemExit("bench: master did not become ready")
     return proc
@@ -49,10 +54,13 @@ def wait_ready(timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            state = http.get(f"{BASE}/state", timeout=1).json()
-            if all(n["status"] == "ready" for n in state["nodes"]):
+            r = http.get(f"{BASE}/state", timeout=1)
+            if r.status_code == 401:
+                raise SystemExit(f"bench: the master refuses the token of {DIR}/tokens.json "
+                                 f"(is another master on {API}?)")
+            if all(n["status"] == "ready" for n in r.json()["nodes"]):
                 return True
-        except requests.RequestException:
+        except (requests.RequestException, auth.TokenFileError):    # not up yet
             pass
         time.sleep(0.1)
     return False

@@ -14,9 +14,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
 
-from common import API, IMAGE, docker, sandbox_up, sandbox_down, start_master, stop_master
+from common import API, IMAGE, docker, http, sandbox_up, sandbox_down, start_master, stop_master
 
 REPLICAS, PER_NODE = 12, 4
 

@@ -16,7 +16,8 @@ import time
 
 import requests
 
-from common import ROOT, sandbox_up, sandbox_down
+from common import ROOT, http, sandbox_up, sandbox_down
+from master import auth
 from sandbox import cluster
 
 TTL = 6.0
@@ -32,7 +33,7 @@ def state(name):
     a, p = MASTERS[name]
     try:
         return http.get(f"http://{a}:{p}/state", timeout=0.5).json()
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, ValueError, auth.TokenFileError):
         return None
 
 

@@ -19,9 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import docker as docker_sdk
-import requests
 
-from common import BASE, DIR, IMAGE, docker, sandbox_up, sandbox_down, start_master, stop_master, wait_ready
+from common import BASE, DIR, IMAGE, docker, http, sandbox_up, sandbox_down, start_master, stop_master, wait_ready
 from master.inventory import load
 from sandbox import cluster
 

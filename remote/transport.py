@@ -20,6 +20,12 @@ import paramiko
 from remote.hostkeys import HostKeyRefused, PinnedOnly, fingerprint
 
 
+def command_line(argv):
+    """The one place where an argv becomes a remote shell's command line:
+    every word quoted, once (names were checked against patterns before)."""
+    return shlex.join(argv)
+
+
 class RemoteError(Exception):
     """A node could not be reached or did not answer in time."""
 
@@ -111,7 +117,7 @@ class NodeConnection:
         Raises RemoteError when the node cannot be reached or the command
         outlives `timeout` (the connection is dropped then, to be re-opened).
         """
-        command = shlex.join(argv)
+        command = command_line(argv)
         timeout = self.command_timeout if timeout is None else timeout
         start = time.monotonic()
         transport = self._transport()
@@ -141,7 +147,7 @@ class NodeConnection:
             chan = transport.open_session(timeout=self.connect_timeout)
             chan.set_combine_stderr(True)
             chan.settimeout(0.5)
-            chan.exec_command(shlex.join(argv))
+            chan.exec_command(command_line(argv))
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise RemoteError(f"{self.node.name}: {type(e).__name__}: {e}") from None
         return LineStream(chan)

@@ -145,7 +145,8 @@ def test_every_cli_option_refuses_or_passes_each_payload_literally(engines, payl
         ["node", "drain", payload], ["node", "activate", payload], ["node", "trust", payload],
         ["logs", payload], ["logs", "-", "--node", payload], ["logs", "x", "--tail", payload],
         ["logs", "x", "--since", payload], ["top", payload], ["top", "--node", payload],
-        ["events", "--limit", payload], ["--api", payload, "status"],
+        ["events", "--limit", payload], ["--api", payload, "status"], ["up", "--name", payload],
+        ["sandbox", "up", "--api", payload, "--dir", str(tmp_path / "sb")], ["sandbox", "status", "--dir", payload],
     ]
     for argv in refusals:
         r = cli(*argv)

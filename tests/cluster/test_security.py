@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import API, BASE, ROOT, SANDBOX, api, http, token, wait_for
+from conftest import BASE, ROOT, SANDBOX, api, http, token, wait_for
 from master import auth
 from sandbox import cluster, daemons
 from sandbox.common import load as load_sandbox
