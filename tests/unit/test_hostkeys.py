@@ -410,16 +410,22 @@ def test_scan_of_something_that_is_not_ssh_raises_ssh_exception():
 
 # -- NodeConnection against the tiny server -------------------------------------------
 
-def test_unknown_key_is_refused_before_authentication(tiny, server_key, tmp_path):
-    kh = tmp_path / "known_hosts"
-    kh.write_text("")
+def refusal(tiny, kh):
+    """Run a command through a NodeConnection that must refuse the tiny
+    server's key: (the HostKeyError's message, the connection)."""
     conn = NodeConnection(tiny.node, str(kh), connect_timeout=5)
     try:
         with pytest.raises(HostKeyError) as info:
             conn.run(["true"])
     finally:
         conn.close()
-    message = str(info.value)
+    return str(info.value), conn
+
+
+def test_unknown_key_is_refused_before_authentication(tiny, server_key, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    message, conn = refusal(tiny, kh)
     assert fingerprint(server_key) in message
     assert message.startswith("tiny: host key not trusted")
     assert conn.opened == 0
@@ -435,13 +441,7 @@ def test_a_different_pinned_key_is_refused_with_both_fingerprints(tiny, server_k
     wrong = other()
     kh = tmp_path / "known_hosts"
     kh.write_text(line(f"[127.0.0.1]:{tiny.port}", wrong))
-    conn = NodeConnection(tiny.node, str(kh), connect_timeout=5)
-    try:
-        with pytest.raises(HostKeyError) as info:
-            conn.run(["true"])
-    finally:
-        conn.close()
-    message = str(info.value)
+    message, _ = refusal(tiny, kh)
     assert fingerprint(server_key) in message
     assert f"pinned is {fingerprint(wrong)}" in message
     assert message.index(fingerprint(server_key)) < message.index("pinned is")

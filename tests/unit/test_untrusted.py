@@ -53,15 +53,7 @@ def test_untrusted_is_unreachable():
 
 # -- master.observe.Observation -----------------------------------------------------------
 
-SETTINGS = {"down_after": 5, "probe_interval": 1}
-
-
-class Clock:
-    def __init__(self, t=0.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
+from test_observe import SETTINGS, Clock  # noqa: E402  (the same fake clock and settings)
 
 
 def fresh(nodes=("a", "b")):
