@@ -51,11 +51,12 @@ def running_on(engines, service, nodes):
 def healed(engines, service, replicas):
     """Every slot exactly once, running, spread 2/2/2-style over all 3 nodes,
     and no leftover (exited) labelled container anywhere."""
-    every = engines.containers(service, running_only=False)
+    every = engines.containers(service, running_only=False)    # one snapshot for every check
     if any(c.status != "running" for cs in every.values() for c in cs):
         return False
     counts = sorted(len(cs) for cs in every.values())
-    return engines.slots(service) == {s: 1 for s in range(1, replicas + 1)} and counts[-1] - counts[0] <= 1
+    slots = sorted(int(c.labels["bicycle.slot"]) for cs in every.values() for c in cs)
+    return slots == list(range(1, replicas + 1)) and counts[-1] - counts[0] <= 1
 
 
 def lost_node_cycle(engines, lose, restore):
