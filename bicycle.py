@@ -56,9 +56,8 @@ def _client(ctx):
             token = auth.load(inventory.settings["api"]["tokens"])[auth.ADMIN]
         except auth.TokenFileError as e:
             raise Fail(f"{e}; or set BICYCLE_TOKEN") from None
-    if inventory is None:
-        return Client(api, token=token)
-    return Client(api, token=token, scheme=inventory.scheme, verify=inventory.verify)
+    scheme, verify = (inventory.scheme, inventory.verify) if inventory else ("http", True)
+    return Client(api, token=token, scheme=scheme, verify=verify)
 
 
 def _call(ctx, method, path, body=None, params=None):

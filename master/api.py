@@ -71,9 +71,12 @@ def make_app(master):
                             leader={"name": leader[0], "api": leader[1], "epoch": leader[2]})
         raise HTTPError(503, f"no leader can take writes now: {master.election.reason}")
 
-    def commit():
-        """Acknowledge only what a majority of nodes holds."""
+    def committed(kind, message, **fields):
+        """A change is in the store: acknowledge it only once a majority of
+        nodes holds it, then record it and wake the loop to act on it."""
         master.election.replicate()
+        master.loop.event(kind, message, **fields)
+        master.loop.wake()
 
     def existing(name):
         check_name(name)
@@ -118,9 +121,7 @@ def make_app(master):
         name, spec, replicas = service_body(body, len(master.inventory.nodes),
                                             seal=lambda _, value: master.vault.seal(value))
         service = store.create_service(name, spec, replicas, master.now_iso())
-        commit()
-        master.loop.event("created", f"service {name} v1: {replicas} x {spec.image}", service=name)
-        master.loop.wake()
+        committed("created", f"service {name} v1: {replicas} x {spec.image}", service=name)
         return answer(service, True, wait, timeout)
 
     @route("/service/<name>")
@@ -138,11 +139,7 @@ def make_app(master):
                                          seal=lambda key, value: master.vault.reseal(current.spec.secrets, key, value))
         service = store.update_service(name, spec, replicas, master.now_iso())
         if service.version != current.version:
-            commit()
-        if service.version != current.version:
-            master.loop.event("updated", f"service {name} v{service.version}: {replicas} x {spec.image}",
-                              service=name)
-            master.loop.wake()
+            committed("updated", f"service {name} v{service.version}: {replicas} x {spec.image}", service=name)
         return answer(service, False, wait, timeout)
 
     @route("/service/<name>", "DELETE")
@@ -151,9 +148,7 @@ def make_app(master):
         leader_only()
         existing(name)
         service = store.mark_delete(name, master.now_iso())
-        commit()
-        master.loop.event("deleting", f"service {name} marked for deletion", service=name)
-        master.loop.wake()
+        committed("deleting", f"service {name} marked for deletion", service=name)
         if not wait:
             return 202, views.service(service)
         done = master.wait_settled(name, service.version, timeout)
@@ -185,9 +180,7 @@ def make_app(master):
         leader_only()
         node_named(name)
         store.set_drained(name, True)
-        commit()
-        master.loop.event("drain", f"node {name} drained: its containers move away", node=name)
-        master.loop.wake()
+        committed("drain", f"node {name} drained: its containers move away", node=name)
         done = master.wait_empty(name, timeout) if wait else False
         return (200 if done else 202), node_view(name)
 
@@ -196,12 +189,10 @@ def make_app(master):
         leader_only()
         node_named(name)
         store.set_drained(name, False)
-        commit()
-        master.loop.event("activate", f"node {name} takes work again", node=name)
-        master.loop.wake()
+        committed("activate", f"node {name} takes work again", node=name)
         return 200, node_view(name)
 
-    api_monitor.add_routes(app, route, master, query_flag)
+    api_monitor.add_routes(app, route, master, existing, node_named)
 
     def error_handler(res):
         bottle.response.content_type = "application/json"

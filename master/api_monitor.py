@@ -9,10 +9,8 @@ import time
 
 import bottle
 
-from master.http import query_int, query_since
+from master.http import query_flag, query_int, query_since
 from master.metrics import CONTENT_TYPE
-from master.validate import check_name
-from store.state import Missing
 
 DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard.html")
 
@@ -24,22 +22,20 @@ def _stream(lines):
     return (line + "\n" for line in lines)
 
 
-def add_routes(app, route, master, flag):
+def add_routes(app, route, master, existing, node_named):
+    """existing(name) / node_named(name): the API's checks of a path's service
+    or node name (422 when malformed, 404 when unknown)."""
     def service_containers(name):
-        check_name(name)
-        if master.store.service(name) is None:
-            raise Missing(f"no service named {name!r}")
+        existing(name)
         return lambda: [c for c in master.observation.containers() if c.service == name]
 
     def node_containers(name):
-        check_name(name, "node")
-        if name not in {n.name for n in master.inventory.nodes}:
-            raise Missing(f"no node named {name!r} in the inventory")
+        node_named(name)
         return lambda: [c for c in master.observation.containers() if c.node == name]
 
     def logs(pick):
         tail, since = query_int("tail", 100, allow_all=True), query_since()
-        timestamps, follow = flag("timestamps", False), flag("follow", False)
+        timestamps, follow = query_flag("timestamps", False), query_flag("follow", False)
         if follow:
             return 200, _stream(master.logs.follow(pick, tail, since, timestamps, master.loop.stopping))
         return 200, _stream(master.logs.snapshot(pick(), tail, since, timestamps))
@@ -63,7 +59,7 @@ def add_routes(app, route, master, flag):
     @route("/events")
     def events():
         since, limit = query_int("since", 0, 0, 10 ** 12), query_int("limit", 100, 1, 1000)
-        if not flag("follow", False):
+        if not query_flag("follow", False):
             return 200, master.store.events(limit=limit, since=since)
 
         def lines():
@@ -80,8 +76,10 @@ def add_routes(app, route, master, flag):
         bottle.response.content_type = CONTENT_TYPE
         return 200, master.metrics.render()
 
+    with open(DASHBOARD, "rb") as f:
+        page = f.read()                    # static: read once
+
     @route("/")
     def dashboard():
         bottle.response.content_type = "text/html; charset=utf-8"
-        with open(DASHBOARD, "rb") as f:
-            return 200, f.read()
+        return 200, page

@@ -120,12 +120,12 @@ class Loop(threading.Thread):
                 self.ready_since[node] = now
             error = self.obs.nodes[node].error
             self.store.set_node(node, status=status, since=iso(self.wall()))
+            change = f"node {node} {before or 'new'} -> {status}"
             if status == UNTRUSTED:
-                self.event("untrusted", f"node {node} {before or 'new'} -> untrusted: {error}; nothing is sent "
-                                        f"to it until its key is pinned (bicycle.py node trust {node})", node=node)
-                continue
-            self.event("node", f"node {node} {before or 'new'} -> {status}" + (f" ({error})" if error else ""),
-                       node=node)
+                self.event("untrusted", f"{change}: {error}; nothing is sent to it until its key is pinned "
+                                        f"(bicycle.py node trust {node})", node=node)
+            else:
+                self.event("node", change + (f" ({error})" if error else ""), node=node)
 
     def _record_progress(self, services, observed, statuses):
         """Mark converged services; forget deleted ones. Returns the names forgotten."""

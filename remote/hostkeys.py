@@ -9,9 +9,10 @@ import base64
 import hashlib
 import os
 import socket
-import tempfile
 
 import paramiko
+
+from store.atomic import replace_private
 
 
 class HostKeyRefused(paramiko.SSHException):
@@ -57,8 +58,7 @@ def scan(node, timeout=5.0, source=None):
 def pin(known_hosts, node, key):
     """Make `key` the only pinned key of `node` in the known_hosts file: every
     other entry for the node goes (of any key type, hashed or not; other hosts
-    of a shared line keep theirs). Written to a temporary file, then renamed;
-    mode 0600."""
+    of a shared line keep theirs). Replaced atomically, mode 0600."""
     name = known_hosts_name(node)
     lines = []
     if os.path.exists(known_hosts):
@@ -72,16 +72,7 @@ def pin(known_hosts, node, key):
                 if entry.hostnames:
                     lines.append(entry.to_line())
     lines.append(f"{name} {key.get_name()} {key.get_base64()}\n")
-    folder = os.path.dirname(os.path.abspath(known_hosts))
-    fd, tmp = tempfile.mkstemp(prefix=".known_hosts-", dir=folder)     # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, known_hosts)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    replace_private(known_hosts, "".join(lines))
 
 
 def _entry(line):

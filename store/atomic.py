@@ -15,6 +15,30 @@ import tempfile
 from tinydb.storages import Storage
 
 
+def temporary_prefix(path):
+    """Temporary files of `path` are named .NAME.tmp-XXXX beside it."""
+    return f".{os.path.basename(path)}.tmp-"
+
+
+def replace_private(path, text):
+    """Replace `path` by `text` so that a crash leaves the old or the new file:
+    a temporary file in the same folder (mode 0600), fsync, rename, fsync of
+    the folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=folder)     # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(folder)
+
+
 def create_private(path, text):
     """Write `text` to `path` with mode 0600 unless `path` exists; True if this
     call created it. Made under a temporary name, fsynced, then hard-linked
@@ -52,8 +76,8 @@ class AtomicJSONStorage(Storage):
         self.path = os.path.abspath(path)
         folder = os.path.dirname(self.path)
         os.makedirs(folder, exist_ok=True)
-        self._prefix = f".{os.path.basename(self.path)}.tmp-"
-        for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(self._prefix) + "*")):
+        prefix = temporary_prefix(self.path)
+        for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
             os.unlink(stale)               # left by a write that a crash interrupted
         self._data = None
 
@@ -68,20 +92,7 @@ class AtomicJSONStorage(Storage):
         return copy.deepcopy(self._data)
 
     def write(self, data):
-        folder = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=self._prefix, dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        _fsync_folder(folder)
+        replace_private(self.path, json.dumps(data, sort_keys=True))
         self._data = copy.deepcopy(data)
 
     def close(self):

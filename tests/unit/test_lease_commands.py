@@ -109,77 +109,34 @@ def test_fenced_exit_code():
 # -- the full command lines (the script holds no single quote, so it is quoted
 #    once, whole, in '...') ------------------------------------------------------
 
+def quoted(script, tail):
+    """The command line a node's sshd receives: the script in '...', then the words."""
+    return "sh -c '" + script + "' " + tail
+
+
 def test_claim_line():
-    assert line(lease.claim(7, "m1")) == (
-        "sh -c '"
-        'D="$HOME/.bicycle"; mkdir -p "$D" && exec 9>>"$D/lock" || exit 2; flock -w 1 -x 9 || exit 2; '
-        'cur=$(cat "$D/epoch" 2>/dev/null); cur=${cur:-0}; '
-        'if [ "$cur" -lt "$1" ]; then '
-        'echo "$1" > "$D/epoch.tmp" && mv "$D/epoch.tmp" "$D/epoch" && '
-        'echo "$1 $2 0" > "$D/lease.tmp" && mv "$D/lease.tmp" "$D/lease" || exit 2; '
-        'echo "claim $1 $2 granted" >> "$D/audit"; echo "granted $1"; '
-        'else echo "claim $1 $2 refused $cur" >> "$D/audit"; echo "refused $cur"; fi; '
-        'echo "ver $(cat "$D/state.ver" 2>/dev/null)"; cat "$D/state.json" 2>/dev/null; exit 0'
-        "' bicycle-claim 7 m1")
+    assert line(lease.claim(7, "m1")) == quoted(CLAIM_SCRIPT, "bicycle-claim 7 m1")
 
 
 def test_renew_line():
-    assert line(lease.renew(7, "m1")) == (
-        "sh -c '"
-        'D="$HOME/.bicycle"; mkdir -p "$D" && exec 9>>"$D/lock" || exit 2; flock -s 9 || exit 2; '
-        'exec 7>>"$D/leaselock" && flock -x 7 || exit 2; '
-        'cur=$(cat "$D/epoch" 2>/dev/null); cur=${cur:-0}; '
-        'if [ "$cur" = "$1" ]; then set -- "$1" "$2" $(cat "$D/lease" 2>/dev/null); '
-        'n=$(( ${5:-0} + 1 )); '
-        'echo "$1 $2 $n" > "$D/lease.tmp" && mv "$D/lease.tmp" "$D/lease" || exit 2; echo "ok $n"; '
-        'else echo "lost $cur"; fi'
-        "' bicycle-renew 7 m1")
+    assert line(lease.renew(7, "m1")) == quoted(RENEW_SCRIPT, "bicycle-renew 7 m1")
 
 
 def test_read_line():
-    assert line(lease.read()) == (
-        "sh -c '"
-        'D="$HOME/.bicycle"; mkdir -p "$D" && exec 9>>"$D/lock" || exit 2; flock -s 9 || exit 2; '
-        'cur=$(cat "$D/epoch" 2>/dev/null); cur=${cur:-0}; '
-        'echo "epoch $cur"; echo "lease $(cat "$D/lease" 2>/dev/null)"; '
-        'echo "ver $(cat "$D/state.ver" 2>/dev/null)"'
-        "' bicycle-read")
+    assert line(lease.read()) == quoted(READ_SCRIPT, "bicycle-read")
 
 
 def test_read_state_line():
-    assert line(lease.read_state()) == (
-        "sh -c '"
-        'D="$HOME/.bicycle"; mkdir -p "$D" && exec 9>>"$D/lock" || exit 2; flock -s 9 || exit 2; '
-        'echo "ver $(cat "$D/state.ver" 2>/dev/null)"; cat "$D/state.json" 2>/dev/null; exit 0'
-        "' bicycle-read-state")
+    assert line(lease.read_state()) == quoted(READ_STATE_SCRIPT, "bicycle-read-state")
 
 
 def test_replicate_line():
-    assert line(lease.replicate(7, 12)) == (
-        "sh -c '"
-        'D="$HOME/.bicycle"; mkdir -p "$D" && exec 9>>"$D/lock" || exit 2; flock -s 9 || exit 2; '
-        'cur=$(cat "$D/epoch" 2>/dev/null); cur=${cur:-0}; '
-        'if [ "$cur" != "$1" ]; then echo "refused $1 $cur replicate" >> "$D/audit"; '
-        'echo "bicycle: fenced: node epoch $cur, actor $1" >&2; exit 97; fi; '
-        'exec 8>>"$D/statelock" && flock -x 8 || exit 2; '
-        'set -- "$1" "$2" $(cat "$D/state.ver" 2>/dev/null); '
-        'if [ "${3:-0}" -gt "$1" ] || { [ "${3:-0}" -eq "$1" ] && [ "${4:-0}" -ge "$2" ]; }; then '
-        'cat > /dev/null; echo "kept ${3:-0} ${4:-0}"; exit 0; fi; '
-        'cat > "$D/state.json.tmp" && mv "$D/state.json.tmp" "$D/state.json" && '
-        'echo "$1 $2" > "$D/state.ver.tmp" && mv "$D/state.ver.tmp" "$D/state.ver" || exit 2; '
-        'echo "written $1 $2"'
-        "' bicycle-replicate 7 12")
+    assert line(lease.replicate(7, 12)) == quoted(REPLICATE_SCRIPT, "bicycle-replicate 7 12")
 
 
 def test_fenced_line():
     assert line(lease.fenced(7, "run", ["docker", "rm", "-f", "abc"])) == (
-        "sh -c '"
-        'D="$HOME/.bicycle"; mkdir -p "$D" && exec 9>>"$D/lock" || exit 2; flock -s 9 || exit 2; '
-        'cur=$(cat "$D/epoch" 2>/dev/null); cur=${cur:-0}; '
-        'if [ "$cur" != "$1" ]; then echo "refused $1 $cur $2" >> "$D/audit"; '
-        'echo "bicycle: fenced: node epoch $cur, actor $1" >&2; exit 97; fi; '
-        'echo "accepted $1 $cur $2" >> "$D/audit"; shift 2; exec "$@"'
-        "' bicycle-fenced 7 run docker rm -f abc")
+        quoted(FENCED_SCRIPT, "bicycle-fenced 7 run docker rm -f abc"))
 
 
 def test_audit_line():
