@@ -173,3 +173,60 @@ def parse_time(ts):
     frac = (m.group(2) or ".0")[:7]
     zone = m.group(3) or "Z"
     return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if zone == "Z" else zone)).timestamp()
+
+
+# -- the lease on the nodes (design.md, Lease, fencing and failover) -----------------
+
+@dataclass(frozen=True, order=True)
+class Stamp:
+    """Where a copy of the desired state stands: the epoch that wrote it, then
+    its version within the store. Ordered: the epoch first."""
+    epoch: int = 0
+    version: int = 0
+
+
+NO_STAMP = Stamp(0, 0)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A node's `lease` file: EPOCH HOLDER COUNTER."""
+    epoch: int
+    holder: str
+    counter: int
+
+
+@dataclass(frozen=True)
+class LeaseRead:
+    """A node's answer to READ. node_epoch is None when its epoch file is unreadable."""
+    node_epoch: Optional[int]
+    lease: Optional[Lease]
+    stamp: Stamp = NO_STAMP
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A node's copy of the desired state: its stamp and the JSON text (may be torn)."""
+    stamp: Stamp
+    text: str
+
+    @property
+    def present(self) -> bool:
+        return self.stamp != NO_STAMP and bool(self.text.strip())
+
+
+@dataclass(frozen=True)
+class ClaimAnswer:
+    """A node's answer to CLAIM(E), with its replica read in the same locked step.
+    node_epoch is None when the node refused because its epoch file is unreadable."""
+    granted: bool
+    node_epoch: Optional[int]
+    replica: Replica = Replica(NO_STAMP, "")
+
+
+@dataclass(frozen=True)
+class RenewAnswer:
+    """renewed: the counter was bumped (value = new counter); otherwise value is
+    the node's epoch (None when unreadable)."""
+    renewed: bool
+    value: Optional[int]

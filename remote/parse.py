@@ -2,7 +2,8 @@
 import json
 import re
 
-from model import Container, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC
+from model import (ClaimAnswer, Container, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC, Lease, LeaseRead,
+                   NO_STAMP, RenewAnswer, Replica, Stamp)
 
 
 class ParseError(ValueError):
@@ -76,51 +77,72 @@ def container_id(stdout):
 
 # -- node-side lease files (remote/lease.py) ------------------------------------
 
-def _ver(line):
-    """'ver E V' -> (E, V); (0, 0) when the node holds no replica yet."""
-    words = line.split()[1:]
+def _number(word, what):
     try:
-        return (int(words[0]), int(words[1])) if len(words) == 2 else (0, 0)
-    except ValueError:
-        raise ParseError(f"bad replica version line {line!r}") from None
+        return int(word)
+    except (TypeError, ValueError):
+        raise ParseError(f"bad {what} {word!r}") from None
+
+
+def _node_epoch(word, what):
+    """A node's epoch word: a number, or "unreadable" (-> None)."""
+    return None if word == "unreadable" else _number(word, what)
+
+
+def _ver(line):
+    """'ver E V' -> Stamp(E, V); NO_STAMP when the node holds no replica yet."""
+    words = line.split()[1:]
+    if not words:
+        return NO_STAMP
+    if len(words) != 2:
+        raise ParseError(f"bad replica version line {line!r}")
+    return Stamp(_number(words[0], "replica epoch"), _number(words[1], "replica version"))
 
 
 def claim(stdout):
-    """-> (granted, node_epoch, (epoch, version) of the replica, replica text)."""
+    """'granted E' | 'refused E' | 'unreadable', then 'ver ...' and the replica
+    -> ClaimAnswer (node_epoch None when the node's epoch is unreadable)."""
     lines = (stdout or "").split("\n", 2)
     if len(lines) < 2 or not lines[1].startswith("ver"):
-        raise ParseError(f"unexpected claim answer {stdout[:200]!r}")
+        raise ParseError(f"unexpected claim answer {(stdout or '')[:200]!r}")
     verdict = lines[0].split()
-    if len(verdict) != 2 or verdict[0] not in ("granted", "refused"):
+    if verdict == ["unreadable"]:
+        granted, node_epoch = False, None
+    elif len(verdict) == 2 and verdict[0] in ("granted", "refused"):
+        granted, node_epoch = verdict[0] == "granted", _number(verdict[1], "claim epoch")
+    else:
         raise ParseError(f"unexpected claim answer {lines[0]!r}")
-    return verdict[0] == "granted", int(verdict[1]), _ver(lines[1]), (lines[2] if len(lines) > 2 else "")
+    return ClaimAnswer(granted, node_epoch, Replica(_ver(lines[1]), lines[2] if len(lines) > 2 else ""))
 
 
 def renew(stdout):
-    """-> (True, counter) when renewed, (False, node_epoch) when the lease is lost."""
+    """'ok N' -> RenewAnswer(True, N); 'lost E' -> RenewAnswer(False, E), E None when unreadable."""
     words = (stdout or "").split()
     if len(words) != 2 or words[0] not in ("ok", "lost"):
-        raise ParseError(f"unexpected renew answer {stdout[:200]!r}")
-    return words[0] == "ok", int(words[1])
+        raise ParseError(f"unexpected renew answer {(stdout or '')[:200]!r}")
+    if words[0] == "ok":
+        return RenewAnswer(True, _number(words[1], "lease counter"))
+    return RenewAnswer(False, _node_epoch(words[1], "node epoch"))
 
 
 def lease(stdout):
-    """-> (node_epoch, (lease_epoch, holder, counter) or None, (epoch, version))."""
+    """'epoch E|unreadable', 'lease [E HOLDER COUNTER]', 'ver [E V]' -> LeaseRead."""
     lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in (stdout or "").splitlines())
     if "epoch" not in lines:
-        raise ParseError(f"unexpected lease answer {stdout[:200]!r}")
+        raise ParseError(f"unexpected lease answer {(stdout or '')[:200]!r}")
     words = lines.get("lease", "").split()
-    held = (int(words[0]), words[1], int(words[2])) if len(words) == 3 else None
-    return int(lines["epoch"]), held, _ver("ver " + lines.get("ver", ""))
+    if words and len(words) != 3:
+        raise ParseError(f"bad lease line {lines['lease']!r}")
+    held = Lease(_number(words[0], "lease epoch"), words[1], _number(words[2], "lease counter")) if words else None
+    return LeaseRead(_node_epoch(lines["epoch"].strip(), "node epoch"), held, _ver("ver " + lines.get("ver", "")))
 
 
 def replica(stdout):
-    """read_state -> ((epoch, version), replica text)."""
+    """read_state -> Replica(Stamp, replica text)."""
     first, _, rest = (stdout or "").partition("\n")
     if not first.startswith("ver"):
-        raise ParseError(f"unexpected replica answer {stdout[:200]!r}")
-    return _ver(first), rest
-
+        raise ParseError(f"unexpected replica answer {(stdout or '')[:200]!r}")
+    return Replica(_ver(first), rest)
 
 
 # -- logs and stats ---------------------------------------------------------------

@@ -202,6 +202,8 @@ def sshd_config_text(node: Node, authorized_keys: str) -> str:
         "StrictModes yes",
         "MaxSessions 64",
         "MaxStartups 100:30:200",
+        "ClientAliveInterval 5",            # a dead master's session is dropped
+        "ClientAliveCountMax 3",            # within ~15 s
         "PrintMotd no",
         "PrintLastLog no",
         "X11Forwarding no",

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from model import Container
+from model import ClaimAnswer, Container, Lease, LeaseRead, NO_STAMP, RenewAnswer, Replica, Stamp
+from remote import parse
 from remote.parse import ParseError, container_id, containers
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -130,3 +131,66 @@ def test_an_instant_exit_counts_as_a_crash():
     b.observe([Service("batch", ServiceSpec(image="bicycle/demo:1"), 2)], [again], now=101.0,
               wall=parse_time(batch.finished_at) + 2)
     assert b.crash[("batch", 2)].count == 2 and b.crash[("batch", 2)].not_before > 101.0
+
+
+# -- node-side lease answers (remote/lease.py) --------------------------------------
+
+def test_claim_answers():
+    assert parse.claim("granted 7\nver \n") == ClaimAnswer(True, 7, Replica(NO_STAMP, ""))
+    assert parse.claim('refused 102\nver 7 12\n{"version": 12}\n') == (
+        ClaimAnswer(False, 102, Replica(Stamp(7, 12), '{"version": 12}\n')))
+    assert parse.claim("unreadable\nver 7 3\n{}") == ClaimAnswer(False, None, Replica(Stamp(7, 3), "{}"))
+    # the replica text is passed on as it is, torn or not
+    assert parse.claim("granted 8\nver 7 3\n{\"serv").replica == Replica(Stamp(7, 3), '{"serv')
+
+
+def test_renew_answers():
+    assert parse.renew("ok 5\n") == RenewAnswer(True, 5)
+    assert parse.renew("lost 102\n") == RenewAnswer(False, 102)
+    assert parse.renew("lost 0\n") == RenewAnswer(False, 0)
+    assert parse.renew("lost unreadable\n") == RenewAnswer(False, None)
+
+
+def test_lease_answers():
+    assert parse.lease("epoch 0\nlease \nver \n") == LeaseRead(0, None, NO_STAMP)
+    assert parse.lease("epoch 102\nlease 102 m2 7\nver 7 12\n") == LeaseRead(102, Lease(102, "m2", 7), Stamp(7, 12))
+    assert parse.lease("epoch unreadable\nlease 7 m1 3\nver 7 12\n") == (
+        LeaseRead(None, Lease(7, "m1", 3), Stamp(7, 12)))
+    assert parse.lease("epoch unreadable\nlease \nver \n") == LeaseRead(None, None, NO_STAMP)
+
+
+def test_replica_answers():
+    assert parse.replica("ver \n") == Replica(NO_STAMP, "")
+    assert parse.replica("ver 7 12\n{\n}\n") == Replica(Stamp(7, 12), "{\n}\n")
+
+
+@pytest.mark.parametrize("reader, stdout", [
+    (parse.claim, ""),
+    (parse.claim, "granted 7\n"),
+    (parse.claim, "granted\nver \n"),
+    (parse.claim, "granted seven\nver \n"),
+    (parse.claim, "refused unreadable\nver \n"),
+    (parse.claim, "maybe 7\nver \n"),
+    (parse.claim, "granted 7\nver 7\n"),
+    (parse.claim, "granted 7\nver 7 x\n"),
+    (parse.claim, "bash: flock: command not found\n"),
+    (parse.renew, ""),
+    (parse.renew, "ok\n"),
+    (parse.renew, "ok unreadable\n"),
+    (parse.renew, "ok x\n"),
+    (parse.renew, "lost 7 8\n"),
+    (parse.renew, "renewed 7\n"),
+    (parse.lease, ""),
+    (parse.lease, "lease 7 m1 0\nver \n"),
+    (parse.lease, "epoch \nlease \nver \n"),
+    (parse.lease, "epoch seven\nlease \nver \n"),
+    (parse.lease, "epoch 7\nlease 7 m1\nver \n"),
+    (parse.lease, "epoch 7\nlease 7 m1 x\nver \n"),
+    (parse.lease, "epoch 7\nlease \nver 7 12 1\n"),
+    (parse.replica, ""),
+    (parse.replica, "{}\n"),
+    (parse.replica, "ver x 1\n{}"),
+])
+def test_garbage_lease_answers_raise_parse_error(reader, stdout):
+    with pytest.raises(ParseError):
+        reader(stdout)

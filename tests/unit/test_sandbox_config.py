@@ -56,7 +56,8 @@ def test_sshd_config(tmp_path):
                  "SetEnv DOCKER_HOST=unix:///run/bicycle-sb/31/docker.sock",
                  "AuthorizedKeysFile /x/authorized_keys", "AllowUsers bicycle31",
                  "PermitRootLogin no", "UsePAM no", "PasswordAuthentication no",
-                 "StrictModes yes", "MaxSessions 64", "MaxStartups 100:30:200"]:
+                 "StrictModes yes", "MaxSessions 64", "MaxStartups 100:30:200",
+                 "ClientAliveInterval 5", "ClientAliveCountMax 3"]:
         assert want in lines
 
 
