@@ -11,7 +11,7 @@ import shlex
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import fabric
@@ -60,79 +60,106 @@ class NodeConnection:
         self.opened = 0           # how many times a connection was opened (tests read it)
         self.on_command = None    # callable(node, seconds) after each command (metrics)
 
-    def _transport(self):
-        with self._lock:
-            conn = self._conn
-            if conn is not None and conn.transport is not None and conn.transport.is_active():
-                return conn.transport
-            if conn is not None:
-                conn.close()
-            self._conn = None
-            conn = fabric.Connection(
-                self.node.host, user=self.node.user, port=self.node.port,
-                config=fabric.Config(lazy=True, overrides={"load_ssh_configs": False}),
-                connect_timeout=self.connect_timeout,
-                connect_kwargs={
-                    "key_filename": [self.node.key] if self.node.key else [],
-                    "look_for_keys": False, "allow_agent": False,
-                    "auth_timeout": self.connect_timeout, "banner_timeout": self.connect_timeout,
-                })
-            # Fabric adds unknown host keys by default; Bicycle pins them.
-            conn.client.set_missing_host_key_policy(PinnedOnly())
-            if self.known_hosts:
-                conn.client.load_host_keys(self.known_hosts)
-            try:
-                if self.source:
-                    conn.connect_kwargs["sock"] = self._socket()
-                conn.open()
-            except HostKeyRefused as e:
-                _discard(conn)
-                raise HostKeyError(f"{self.node.name}: host key not trusted: {e}") from None
-            except paramiko.BadHostKeyException as e:
-                _discard(conn)
-                raise HostKeyError(f"{self.node.name}: host key not trusted: {self.node.address} presents "
-                                   f"{e.key.get_name()} key {fingerprint(e.key)}, pinned is "
-                                   f"{fingerprint(e.expected_key)}") from None
-            except paramiko.SSHException as e:
-                _discard(conn)
-                raise RemoteError(f"{self.node.name}: ssh: {e}") from None
-            except (OSError, EOFError) as e:
-                _discard(conn)
-                raise RemoteError(f"{self.node.name}: cannot connect to {self.node.address}: {e}") from None
-            # Small request/answer packets: without NODELAY every channel open
-            # waits ~40 ms on Nagle's algorithm and delayed ACKs.
-            conn.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.transport.set_keepalive(max(1, int(self.connect_timeout)))
-            self._conn = conn
-            self.opened += 1
-            return conn.transport
+    def _transport(self, deadline):
+        """The open transport, connecting first if needed. Bounded by `deadline`
+        (monotonic): a caller never waits longer for another caller's connect,
+        nor connects for longer itself."""
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise RemoteError(f"{self.node.name}: still connecting to {self.node.address}")
+        try:
+            return self._open(deadline)
+        finally:
+            self._lock.release()
 
-    def _socket(self):
-        return socket.create_connection((self.node.host, self.node.port), timeout=self.connect_timeout,
+    def _open(self, deadline):
+        conn = self._conn
+        if conn is not None and conn.transport is not None and conn.transport.is_active():
+            return conn.transport
+        if conn is not None:
+            conn.close()
+        self._conn = None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RemoteError(f"{self.node.name}: no time left to connect to {self.node.address}")
+        wait = min(self.connect_timeout, left)
+        conn = fabric.Connection(
+            self.node.host, user=self.node.user, port=self.node.port,
+            config=fabric.Config(lazy=True, overrides={"load_ssh_configs": False}),
+            connect_timeout=wait,
+            connect_kwargs={
+                "key_filename": [self.node.key] if self.node.key else [],
+                "look_for_keys": False, "allow_agent": False,
+                "auth_timeout": wait, "banner_timeout": wait,
+            })
+        # Fabric adds unknown host keys by default; Bicycle pins them.
+        conn.client.set_missing_host_key_policy(PinnedOnly())
+        if self.known_hosts:
+            conn.client.load_host_keys(self.known_hosts)
+        try:
+            if self.source:
+                conn.connect_kwargs["sock"] = self._socket(wait)
+            conn.open()
+        except HostKeyRefused as e:
+            _discard(conn)
+            raise HostKeyError(f"{self.node.name}: host key not trusted: {e}") from None
+        except paramiko.BadHostKeyException as e:
+            _discard(conn)
+            raise HostKeyError(f"{self.node.name}: host key not trusted: {self.node.address} presents "
+                               f"{e.key.get_name()} key {fingerprint(e.key)}, pinned is "
+                               f"{fingerprint(e.expected_key)}") from None
+        except paramiko.SSHException as e:
+            _discard(conn)
+            raise RemoteError(f"{self.node.name}: ssh: {e}") from None
+        except (OSError, EOFError) as e:
+            _discard(conn)
+            raise RemoteError(f"{self.node.name}: cannot connect to {self.node.address}: {e}") from None
+        # Small request/answer packets: without NODELAY every channel open
+        # waits ~40 ms on Nagle's algorithm and delayed ACKs.
+        conn.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.transport.set_keepalive(max(1, int(self.connect_timeout)))
+        self._conn = conn
+        self.opened += 1
+        return conn.transport
+
+    def _socket(self, wait):
+        return socket.create_connection((self.node.host, self.node.port), timeout=wait,
                                         source_address=(self.source, 0))
 
     def run(self, argv, timeout=None, stdin=None):
         """Run argv on the node; returns Result whatever the exit code.
 
         Raises RemoteError when the node cannot be reached or the command
-        outlives `timeout` (the connection is dropped then, to be re-opened).
+        outlives `timeout`, which bounds everything: waiting for a connect,
+        connecting, sending stdin and reading the answer. A broken connection
+        is dropped (the next command re-opens it); a command that is only
+        slow ends its own channel and leaves the connection to the others.
         """
         command = command_line(argv)
         timeout = self.command_timeout if timeout is None else timeout
         start = time.monotonic()
-        transport = self._transport()
+        deadline = start + timeout
+        transport = self._transport(deadline)
+        chan = None
         try:
-            chan = transport.open_session(timeout=self.connect_timeout)
-            chan.settimeout(timeout)
+            left = max(0.001, deadline - time.monotonic())
+            chan = transport.open_session(timeout=min(self.connect_timeout, left))
+            chan.settimeout(left)
             chan.exec_command(command)
             if stdin is not None:
                 chan.sendall(stdin)
                 chan.shutdown_write()
-            out, err = _drain(chan, start + timeout)
+            out, err = _drain(chan, deadline)
             code = chan.recv_exit_status()
             chan.close()
-        except (paramiko.SSHException, OSError, EOFError, socket.timeout) as e:
-            self.close()
+        except socket.timeout:
+            # The node is slow (a busy engine), not necessarily gone: end this
+            # command's channel and keep the connection for the others.
+            _close_channel(chan)
+            if not transport.is_active():
+                self._drop(transport)
+            raise RemoteError(f"{self.node.name}: no answer within {timeout:.1f}s") from None
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self._drop(transport)
             raise RemoteError(f"{self.node.name}: {type(e).__name__}: {e}") from None
         seconds = time.monotonic() - start
         if self.on_command is not None:
@@ -142,7 +169,7 @@ class NodeConnection:
     def stream(self, argv):
         """Start a long-running command (a log follower) on its own channel of
         the same connection; returns a LineStream to read and close."""
-        transport = self._transport()
+        transport = self._transport(time.monotonic() + self.connect_timeout)
         try:
             chan = transport.open_session(timeout=self.connect_timeout)
             chan.set_combine_stderr(True)
@@ -152,11 +179,32 @@ class NodeConnection:
             raise RemoteError(f"{self.node.name}: {type(e).__name__}: {e}") from None
         return LineStream(chan)
 
+    def _drop(self, transport):
+        """Forget a broken connection so that the next command opens a new one.
+        Never waits for a connect in progress (that one replaces it anyway)."""
+        if not self._lock.acquire(timeout=0.1):
+            transport.close()
+            return
+        try:
+            if self._conn is not None and self._conn.transport is transport:
+                self._conn.close()
+                self._conn = None
+        finally:
+            self._lock.release()
+
     def close(self):
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _close_channel(chan):
+    if chan is not None:
+        try:
+            chan.close()
+        except (paramiko.SSHException, OSError, EOFError):
+            pass
 
 
 def _discard(conn):
@@ -221,16 +269,24 @@ def _drain(chan, deadline):
 class Fleet:
     """Connections to every node of an inventory and the fan-out over them."""
 
-    def __init__(self, nodes, known_hosts, connect_timeout=5.0, command_timeout=120.0, per_node=4, source=None):
+    def __init__(self, nodes, known_hosts, connect_timeout=5.0, command_timeout=120.0, per_node=4, source=None,
+                 send_delay=0.0):
         self.connections = {n.name: NodeConnection(n, known_hosts, connect_timeout, command_timeout, source)
                             for n in nodes}
+        self.send_delay = send_delay    # tests only: a checked command waits this long before it goes
         self.slots = {n.name: threading.BoundedSemaphore(per_node) for n in nodes}
         self.pool = ThreadPoolExecutor(max_workers=max(4, len(nodes) * (per_node + 1)),
                                        thread_name_prefix="remote")
 
-    def run(self, node, argv, timeout=None, stdin=None):
-        """One command on one node, at most `per_node` at once per node."""
+    def run(self, node, argv, timeout=None, stdin=None, check=None):
+        """One command on one node, at most `per_node` at once per node.
+        `check()` runs once a slot is free, just before the command: it raises
+        to drop a command whose reason went away while it waited."""
         with self.slots[node]:
+            if check is not None:
+                check()
+                if self.send_delay:
+                    time.sleep(self.send_delay)
             return self.connections[node].run(argv, timeout, stdin)
 
     def fan_out(self, fn, nodes=None):
@@ -256,3 +312,58 @@ class Fleet:
         for c in self.connections.values():
             c.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Rounds:
+    """Rounds of one kind of call on many nodes, each round bounded in time, on
+    a pool of their own (so other traffic never queues in front of them).
+
+    A node slow to answer (cut off, or still connecting) counts as no answer
+    and never holds a round up; with skip_busy it gets no second call of the
+    same kind while its first one still runs. Deadlines are real time: this
+    waits for I/O, it decides nothing.
+    """
+
+    def __init__(self, workers, name):
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self.inflight = {}            # (kind, node) -> future of a call still running
+        self.lock = threading.Lock()
+
+    def run(self, kind, fn, nodes, timeout, enough=None, skip_busy=True):
+        """fn(node) on every node; waits at most `timeout` seconds, or only until
+        `enough` calls returned something other than False or an exception.
+        -> {node: result, or the exception, or TimeoutError when not done}."""
+        futures = self._submit(kind, fn, nodes, skip_busy)
+        deadline = time.monotonic() + timeout
+        pending = set(futures.values())
+        while pending:
+            if enough is not None and sum(1 for f in futures.values() if _succeeded(f)) >= enough:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+        return {n: _outcome(futures.get(n), n) for n in nodes}
+
+    def _submit(self, kind, fn, nodes, skip_busy):
+        futures = {}
+        with self.lock:
+            for n in nodes:
+                busy = self.inflight.get((kind, n))
+                if skip_busy and busy is not None and not busy.done():
+                    continue
+                futures[n] = self.inflight[(kind, n)] = self.pool.submit(fn, n)
+        return futures
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _succeeded(future):
+    return future.done() and future.exception() is None and future.result() is not False
+
+
+def _outcome(future, node):
+    if future is None or not future.done():
+        return TimeoutError(f"node {node} did not answer in time")
+    return future.exception() or future.result()
