@@ -3,10 +3,11 @@
 Every write goes to a temporary file in the same folder, is fsynced, renamed
 over the old file, and the folder is fsynced: a crash leaves the old or the
 new file. The file is created with mode 0600. Reads are served from memory
-after the first load: this process is the file's only writer, so temporary
-files of its own name found at start are leftovers of a crash and go.
+after the first load (the text last written, parsed again for each read: a
+fresh copy that TinyDB may change, cheaper than a deep copy): this process is
+the file's only writer, so temporary files of its own name found at start are
+leftovers of a crash and go.
 """
-import copy
 import glob
 import json
 import os
@@ -79,21 +80,21 @@ class AtomicJSONStorage(Storage):
         prefix = temporary_prefix(self.path)
         for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
             os.unlink(stale)               # left by a write that a crash interrupted
-        self._data = None
+        self._text = None              # the file's text, once read or written
 
     def read(self):
-        if self._data is None:
+        if self._text is None:
             try:
                 with open(self.path, encoding="utf-8") as f:
-                    text = f.read()
+                    self._text = f.read()
             except FileNotFoundError:
                 return None
-            self._data = json.loads(text) if text.strip() else None
-        return copy.deepcopy(self._data)
+        return json.loads(self._text) if self._text.strip() else None
 
     def write(self, data):
-        replace_private(self.path, json.dumps(data, sort_keys=True))
-        self._data = copy.deepcopy(data)
+        text = json.dumps(data, sort_keys=True)
+        replace_private(self.path, text)
+        self._text = text              # only once the file holds it: a failed write changes nothing
 
     def close(self):
         pass

@@ -3,10 +3,20 @@
 One TinyDB handle behind one lock. The file backend writes atomically
 (store/atomic.py); `Store(None)` keeps everything in memory (unit tests).
 Callers pass wall-clock time strings in; nothing here reads the clock.
+
+Reads of services, nodes and the stamp are served from a cache (`Cached`),
+never from TinyDB (whose every read parses the whole database, events
+included). The cache is rebuilt from each write TinyDB makes, in one place
+that every write goes through whatever method made it (`Watched`, the
+storage's middleware), and only once the write succeeded: after a failed
+write the cache still equals the file.
 """
+import copy
 import threading
+from dataclasses import dataclass, field
 
 from tinydb import TinyDB, Query
+from tinydb.middlewares import Middleware
 from tinydb.table import Document
 from tinydb.storages import MemoryStorage
 
@@ -29,33 +39,80 @@ def _service(doc):
                    replicas=doc["replicas"], version=doc["version"], state=doc["state"])
 
 
+@dataclass(frozen=True)
+class Cached:
+    """What readers get without TinyDB: the services (by name, in stored order,
+    each as its own copy of the document and its Service), the nodes'
+    documents and the stamp. Replaced whole, never changed."""
+    services: dict = field(default_factory=dict)      # name -> (document, Service)
+    nodes: dict = field(default_factory=dict)         # name -> document
+    stamp: tuple = (0, 0)
+
+    def after(self, data):
+        """The cache of the database `data` (TinyDB's whole content), reusing
+        the entries of services whose document did not change."""
+        services = {}
+        for doc in (data.get("services") or {}).values():
+            kept = self.services.get(doc["name"])
+            services[doc["name"]] = kept if kept is not None and kept[0] == doc else \
+                (copy.deepcopy(doc), _service(doc))
+        nodes = {doc["name"]: dict(doc) for doc in (data.get("nodes") or {}).values()}
+        meta = (data.get("meta") or {}).get("1") or {"epoch": 0, "version": 0}
+        return Cached(services, nodes, (meta["epoch"], meta["version"]))
+
+
+class Watched(Middleware):
+    """A TinyDB storage middleware that hands every successful write of the
+    whole database to `on_write`: the one place the cache is kept in step."""
+
+    def __init__(self, storage_cls, on_write):
+        super().__init__(storage_cls)
+        self.on_write = on_write
+
+    def read(self):
+        return self.storage.read()
+
+    def write(self, data):
+        self.storage.write(data)       # raises when the write failed: the cache stays as the file is
+        self.on_write(data)
+
+    def close(self):
+        self.storage.close()
+
+
 class Store:
     def __init__(self, path=None):
+        self._cache = Cached()
         if path is None:
-            self.db = TinyDB(storage=MemoryStorage)
+            self.db = TinyDB(storage=Watched(MemoryStorage, self._remember))
         else:
-            self.db = TinyDB(path, storage=AtomicJSONStorage)
+            self.db = TinyDB(path, storage=Watched(AtomicJSONStorage, self._remember))
         self.lock = threading.RLock()
         self._services = self.db.table("services", cache_size=0)
         self._events = self.db.table("events", cache_size=0)
         self._nodes = self.db.table("nodes", cache_size=0)
         self._meta = self.db.table("meta", cache_size=0)
+        self._remember(self.db.storage.read() or {})
+
+    def _remember(self, data):
+        """Called with TinyDB's whole content after every write (and at open)."""
+        self._cache = self._cache.after(data)
 
     # -- services ------------------------------------------------------
     def services(self):
         with self.lock:
-            return [_service(d) for d in self._services.all()]
+            return [svc for _, svc in self._cache.services.values()]
 
     def service(self, name):
         with self.lock:
-            doc = self._services.get(Query().name == name)
-            return _service(doc) if doc else None
+            kept = self._cache.services.get(name)
+            return kept[1] if kept else None
 
     def record(self, name):
         """The stored document (with created_at / updated_at), or None."""
         with self.lock:
-            doc = self._services.get(Query().name == name)
-            return dict(doc) if doc else None
+            kept = self._cache.services.get(name)
+            return copy.deepcopy(kept[0]) if kept else None
 
     def create_service(self, name, spec, replicas, now):
         with self.lock:
@@ -124,7 +181,7 @@ class Store:
 
     def nodes(self):
         with self.lock:
-            return {d["name"]: dict(d) for d in self._nodes.all()}
+            return {name: dict(doc) for name, doc in self._cache.nodes.items()}
 
     # -- replication ---------------------------------------------------
     def _bump(self):
@@ -135,8 +192,7 @@ class Store:
     def stamp(self):
         """(epoch, version) of the desired state held here."""
         with self.lock:
-            meta = self._meta.get(doc_id=1) or {"epoch": 0, "version": 0}
-            return meta["epoch"], meta["version"]
+            return self._cache.stamp
 
     def set_epoch(self, epoch):
         """The leader of `epoch` owns this state from now on."""

@@ -1,9 +1,12 @@
-"""store.state.Store on both backends: memory (Store(None)) and the atomic JSON file."""
+"""store.state.Store on both backends: memory (Store(None)) and the atomic JSON file;
+its read cache follows every write, and only the writes that succeeded."""
 import json
 import os
 import stat
+import tempfile
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from model import DELETE, NEW, RUNNING, Port, ServiceSpec
 from store.state import MAX_EVENTS, Conflict, Missing, Store
@@ -173,3 +176,172 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
 def test_events_limit_zero_returns_none(store):
     store.add_events([{"time": T0, "kind": "placed", "message": "one"}])
     assert store.events(limit=0) == []
+
+
+# -- the read cache ---------------------------------------------------------------
+
+def tinydb_view(store):
+    """What TinyDB itself holds, read past the cache."""
+    services = [(d["name"], d["spec"], d["replicas"], d["version"], d["state"], d["created_at"], d["updated_at"])
+                for d in store._services.all()]
+    nodes = {d["name"]: dict(d) for d in store._nodes.all()}
+    meta = store._meta.get(doc_id=1) or {"epoch": 0, "version": 0}
+    return services, nodes, (meta["epoch"], meta["version"])
+
+
+def cached_view(store):
+    services = []
+    for s in store.services():
+        record = store.record(s.name)
+        assert store.service(s.name) == s
+        assert (record["name"], ServiceSpec.from_dict(record["spec"]), record["replicas"], record["version"],
+                record["state"]) == (s.name, s.spec, s.replicas, s.version, s.state)
+        services.append((s.name, record["spec"], s.replicas, s.version, s.state, record["created_at"],
+                         record["updated_at"]))
+    return services, store.nodes(), store.stamp()
+
+
+def count_reads(store, monkeypatch):
+    """A list that grows by one at each read of the storage under TinyDB."""
+    reads = []
+    storage = getattr(store.db.storage, "storage", store.db.storage)     # under the middleware, if any
+    original = storage.read
+    monkeypatch.setattr(storage, "read", lambda: reads.append(1) or original())
+    return reads
+
+
+def test_reads_do_not_go_through_tinydb(store, monkeypatch):
+    store.create_service("web", SPEC, 3, T0)
+    store.set_drained("node1", True)
+    store.add_events([{"time": T0, "kind": "placed", "message": f"e{i}"} for i in range(50)])
+    reads = count_reads(store, monkeypatch)
+    assert [s.name for s in store.services()] == ["web"]
+    assert store.service("web").replicas == 3 and store.service("nope") is None
+    assert store.record("web")["created_at"] == T0
+    assert store.nodes()["node1"]["drained"] is True
+    assert store.stamp() == (0, 2)
+    assert reads == []
+    store.update_service("web", SPEC, 4, T1)          # a write still goes through TinyDB ...
+    assert reads
+    assert store.service("web").replicas == 4         # ... and the cache follows it
+
+
+def test_a_returned_record_or_node_is_a_copy(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.set_node("node1", status="ready")
+    store.record("web")["spec"]["image"] = "changed"
+    store.nodes()["node1"]["status"] = "changed"
+    assert store.record("web")["spec"]["image"] == "nginx:1"
+    assert store.nodes()["node1"]["status"] == "ready"
+
+
+def test_adopt_replaces_services_nodes_and_stamp(store):
+    store.create_service("web", SPEC, 3, T0)
+    store.create_service("db", SPEC, 1, T0)
+    store.set_drained("node1", True)
+    store.set_node("node2", status="ready")
+    doc = {"epoch": 7, "version": 42, "drained": ["node2"],
+           "services": [{"name": "cache", "spec": ServiceSpec(image="redis:7").to_dict(), "replicas": 2,
+                         "version": 3, "state": RUNNING, "created_at": T1, "updated_at": T2}]}
+    store.adopt(doc)
+    assert [(s.name, s.replicas, s.version, s.state) for s in store.services()] == [("cache", 2, 3, RUNNING)]
+    assert store.service("web") is None and store.record("db") is None
+    assert store.record("cache")["updated_at"] == T2
+    assert {n: d.get("drained") for n, d in store.nodes().items()} == {"node1": False, "node2": True}
+    assert store.nodes()["node2"]["status"] == "ready"
+    assert store.stamp() == (7, 42)
+    assert cached_view(store) == tinydb_view(store)
+
+
+def failing_fsync(monkeypatch):
+    def boom(*_):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "fsync", boom)
+
+
+WRITES = [
+    lambda s: s.create_service("db", SPEC, 1, T1),
+    lambda s: s.update_service("web", SPEC, 5, T1),
+    lambda s: s.mark_delete("web", T1),
+    lambda s: s.set_drained("node1", True),
+    lambda s: s.set_node("node2", status="down"),
+    lambda s: s.set_epoch(9),
+    lambda s: s.adopt({"epoch": 9, "version": 1, "drained": [], "services": []}),
+]
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_a_read_after_a_failed_write_is_consistent(tmp_path, monkeypatch, write):
+    path = str(tmp_path / "state.json")
+    store = Store(path)
+    store.create_service("web", SPEC, 3, T0)
+    store.set_node("node2", status="ready")
+    before = cached_view(store)
+    failing_fsync(monkeypatch)
+    with pytest.raises(OSError):
+        write(store)
+    monkeypatch.undo()
+    assert cached_view(store) == tinydb_view(store) == before
+    reopened = Store(path)
+    assert cached_view(reopened) == before
+    write(store)                                      # the same write succeeds now
+    assert cached_view(store) == tinydb_view(store) == cached_view(Store(path))
+
+
+# A random sequence of writes: after each one, the cache equals what TinyDB holds.
+NAMES = st.sampled_from(["web", "db", "cache"])
+NODES = st.sampled_from(["node1", "node2"])
+operations = st.one_of(
+    st.tuples(st.just("create"), NAMES, st.integers(1, 5)),
+    st.tuples(st.just("update"), NAMES, st.integers(1, 5)),
+    st.tuples(st.just("delete"), NAMES),
+    st.tuples(st.just("running"), NAMES, st.integers(1, 4)),
+    st.tuples(st.just("remove"), NAMES, st.integers(1, 4)),
+    st.tuples(st.just("drain"), NODES, st.booleans()),
+    st.tuples(st.just("node"), NODES, st.sampled_from(["ready", "suspect", "down"])),
+    st.tuples(st.just("events"), st.integers(0, 3)),
+    st.tuples(st.just("epoch"), st.integers(1, 9)),
+    st.tuples(st.just("adopt"), st.lists(NAMES, unique=True, max_size=3), st.lists(NODES, unique=True)),
+)
+
+
+def apply_write(store, op):
+    kind, *args = op
+    try:
+        if kind == "create":
+            store.create_service(args[0], SPEC, args[1], T0)
+        elif kind == "update":
+            store.update_service(args[0], SPEC, args[1], T1)
+        elif kind == "delete":
+            store.mark_delete(args[0], T2)
+        elif kind == "running":
+            store.mark_running(*args)
+        elif kind == "remove":
+            store.remove_service(*args)
+        elif kind == "drain":
+            store.set_drained(*args)
+        elif kind == "node":
+            store.set_node(args[0], status=args[1])
+        elif kind == "events":
+            store.add_events([{"time": T0, "kind": "placed", "message": str(i)} for i in range(args[0])])
+        elif kind == "epoch":
+            store.set_epoch(args[0])
+        elif kind == "adopt":
+            epoch, version = store.stamp()
+            store.adopt({"epoch": epoch + 1, "version": version, "drained": args[1],
+                         "services": [{"name": n, "spec": SPEC.to_dict(), "replicas": 2, "version": 1,
+                                       "state": NEW, "created_at": T0, "updated_at": T0} for n in args[0]]})
+    except (Conflict, Missing):
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["memory", "json"]), st.lists(operations, max_size=25))
+def test_every_write_reaches_the_cache(backend, ops):
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(None if backend == "memory" else os.path.join(folder, "state.json"))
+        for op in ops:
+            apply_write(store, op)
+            assert cached_view(store) == tinydb_view(store), op
+        if backend == "json":
+            assert cached_view(Store(os.path.join(folder, "state.json"))) == cached_view(store)

@@ -2,12 +2,13 @@
 observation and reconcile treat such a node as down, at once."""
 import itertools
 import threading
+from dataclasses import replace
 
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from model import (Container, Port, Service, ServiceSpec, READY, SUSPECT, DOWN, UNKNOWN, UNTRUSTED, UNREACHABLE)
 from master.observe import Observation
-from scheduler.health import node_status
+from scheduler.health import Limits, Probes, node_status
 from scheduler.reconcile import reconcile, converged, running_count
 
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -18,33 +19,37 @@ positive = st.floats(min_value=0.01, max_value=1e4, allow_nan=False, allow_infin
 
 # -- scheduler.health.node_status -------------------------------------------------------
 
-@PROPS
-@given(last_ok=st.none() | times, last_failed=st.booleans(), watched_since=times, now=times,
-       down_after=positive, probe_interval=positive)
-def test_untrusted_wins_over_everything(last_ok, last_failed, watched_since, now, down_after, probe_interval):
-    assert node_status(last_ok, last_failed, watched_since, now, down_after, probe_interval,
-                       untrusted=True) == UNTRUSTED
+LIMITS = Limits(down_after=5.0, engine_timeout=30.0, probe_interval=1.0)
+
+
+@st.composite
+def probes(draw):
+    return Probes(answered=draw(st.none() | times),
+                  silent_since=draw(st.none() | times), engine_silent_since=draw(st.none() | times),
+                  engine_error=draw(st.booleans()), failed=draw(st.booleans()))
 
 
 @PROPS
-@given(last_ok=st.none() | times, last_failed=st.booleans(), watched_since=times, now=times,
-       down_after=positive, probe_interval=positive)
-def test_trusted_keeps_the_old_answer(last_ok, last_failed, watched_since, now, down_after, probe_interval):
-    old = node_status(last_ok, last_failed, watched_since, now, down_after, probe_interval)
-    assert node_status(last_ok, last_failed, watched_since, now, down_after, probe_interval,
-                       untrusted=False) == old
-    assert node_status(last_ok, last_failed, watched_since, now, down_after, probe_interval, False) == old
-    assert old in (READY, SUSPECT, DOWN, UNKNOWN)
+@given(p=probes(), now=times, down_after=positive, engine_timeout=positive, probe_interval=positive)
+def test_untrusted_wins_over_everything(p, now, down_after, engine_timeout, probe_interval):
+    limits = Limits(down_after, engine_timeout, probe_interval)
+    assert node_status(replace(p, untrusted=True), now, limits) == UNTRUSTED
+
+
+@PROPS
+@given(p=probes(), now=times, down_after=positive, engine_timeout=positive, probe_interval=positive)
+def test_trusted_keeps_the_usual_answers(p, now, down_after, engine_timeout, probe_interval):
+    assert node_status(p, now, Limits(down_after, engine_timeout, probe_interval)) in (READY, SUSPECT, DOWN, UNKNOWN)
 
 
 def test_trusted_answers_are_the_usual_ones():
     # a few fixed points, so the property above cannot pass on a constant
-    assert node_status(None, False, 0, 1, 5, 1, untrusted=False) == UNKNOWN
-    assert node_status(None, True, 0, 5, 5, 1, untrusted=False) == DOWN
-    assert node_status(10, False, 0, 10.5, 5, 1, untrusted=False) == READY
-    assert node_status(10, True, 0, 10.5, 5, 1, untrusted=False) == SUSPECT
-    assert node_status(10, False, 0, 15, 5, 1, untrusted=False) == DOWN
-    assert node_status(10, False, 0, 10.5, 5, 1, untrusted=True) == UNTRUSTED
+    assert node_status(Probes(), 1, LIMITS) == UNKNOWN
+    assert node_status(Probes(silent_since=0, failed=True), 5, LIMITS) == DOWN
+    assert node_status(Probes(answered=10), 10.5, LIMITS) == READY
+    assert node_status(Probes(answered=10, silent_since=10, failed=True), 10.5, LIMITS) == SUSPECT
+    assert node_status(Probes(answered=10, silent_since=10), 15, LIMITS) == DOWN
+    assert node_status(Probes(answered=10, untrusted=True), 10.5, LIMITS) == UNTRUSTED
 
 
 def test_untrusted_is_unreachable():
@@ -135,12 +140,11 @@ def test_the_change_to_untrusted_wakes_a_waiter():
     clock.t = 1.0
     obs.probe_ok("a", 0.5, [], "w")
     obs.probe_failed("a", "timeout")
-    g = obs.generation
+    mark = obs.changed.mark()
     seen = []
 
     def wait():
-        with obs.changed:
-            seen.append(obs.changed.wait_for(lambda: obs.generation > g, timeout=5))
+        seen.append(obs.changed.wait(mark, timeout=5))
     t = threading.Thread(target=wait)
     t.start()
     obs.probe_failed("a", "key", untrusted=True)
