@@ -12,6 +12,7 @@ from master import auth, openapi, api_monitor
 from master.http import HTTPError, MAX_BODY, json_answer, read_body, query_flag, query_timeout  # noqa: F401 (MAX_BODY: part of the API)
 from master.election import NotLeader
 from master.validate import Invalid, service_body, check_name
+from model import DELETE
 from store.state import Conflict, Missing
 
 def make_app(master):
@@ -29,7 +30,8 @@ def make_app(master):
                     if e.errors:
                         payload["errors"] = e.errors
                 except NotLeader as e:
-                    status, payload = 503, {"message": f"not acknowledged: {e}"}
+                    status, payload = 503, {"message": f"not acknowledged, outcome unknown (retry the same "
+                                                       f"request): {e}"}
                 except Invalid as e:
                     status, payload = 422, {"message": "invalid service", "errors": e.errors}
                 except Conflict as e:
@@ -71,12 +73,15 @@ def make_app(master):
                             leader={"name": leader[0], "api": leader[1], "epoch": leader[2]})
         raise HTTPError(503, f"no leader can take writes now: {master.election.reason}")
 
-    def committed(kind, message, **fields):
-        """A change is in the store: acknowledge it only once a majority of
-        nodes holds it, then record it and wake the loop to act on it."""
-        master.election.replicate()
+    def committed(change, kind, message, **fields):
+        """Make `change()` to the store within the current term and acknowledge
+        it only once a majority of nodes holds it under that term's epoch
+        (NotLeader, hence 503 with the outcome unknown, otherwise); then record
+        it and wake the loop to act on it."""
+        result = master.election.change(change)
         master.loop.event(kind, message, **fields)
         master.loop.wake()
+        return result
 
     def existing(name):
         check_name(name)
@@ -98,8 +103,8 @@ def make_app(master):
 
     @route("/health")
     def health():
-        return 200, {"status": "ok", "master": master.name, "role": master.election.role_name,
-                     "epoch": master.election.epoch}
+        role, epoch = master.election.status()
+        return 200, {"status": "ok", "master": master.name, "role": role, "epoch": epoch}
 
     @route("/state")
     def state():
@@ -118,11 +123,24 @@ def make_app(master):
         wait, timeout = waiting()
         leader_only()
         body = read_body()
+        before = store.service(body.get("name")) if isinstance(body, dict) and isinstance(body.get("name"), str) \
+            else None
+        sealed = before.spec.secrets if before is not None else ()
         name, spec, replicas = service_body(body, len(master.inventory.nodes),
-                                            seal=lambda _, value: master.vault.seal(value))
-        service = store.create_service(name, spec, replicas, master.now_iso())
-        committed("created", f"service {name} v1: {replicas} x {spec.image}", service=name)
-        return answer(service, True, wait, timeout)
+                                            seal=lambda key, value: master.vault.reseal(sealed, key, value))
+
+        def create_or_same():
+            """A retry of a create whose answer was lost (or 503) finds the same
+            service: 200. Another spec under the name is a conflict: 409."""
+            current = store.service(name)
+            if current is not None and current.state != DELETE and current.replicas == replicas \
+                    and master.vault.same(current.spec, spec):
+                return current, False
+            return store.create_service(name, spec, replicas, master.now_iso()), True
+
+        service, created = committed(create_or_same, "created", f"service {name} v1: {replicas} x {spec.image}",
+                                     service=name)
+        return answer(service, created, wait, timeout)
 
     @route("/service/<name>")
     def show(name):
@@ -137,9 +155,8 @@ def make_app(master):
         base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
         _, spec, replicas = service_body(body, len(master.inventory.nodes), base=base,
                                          seal=lambda key, value: master.vault.reseal(current.spec.secrets, key, value))
-        service = store.update_service(name, spec, replicas, master.now_iso())
-        if service.version != current.version:
-            committed("updated", f"service {name} v{service.version}: {replicas} x {spec.image}", service=name)
+        service = committed(lambda: store.update_service(name, spec, replicas, master.now_iso()),
+                            "updated", f"service {name}: {replicas} x {spec.image}", service=name)
         return answer(service, False, wait, timeout)
 
     @route("/service/<name>", "DELETE")
@@ -147,8 +164,8 @@ def make_app(master):
         wait, timeout = waiting()
         leader_only()
         existing(name)
-        service = store.mark_delete(name, master.now_iso())
-        committed("deleting", f"service {name} marked for deletion", service=name)
+        service = committed(lambda: store.mark_delete(name, master.now_iso()),
+                            "deleting", f"service {name} marked for deletion", service=name)
         if not wait:
             return 202, views.service(service)
         done = master.wait_settled(name, service.version, timeout)
@@ -179,8 +196,8 @@ def make_app(master):
         wait, timeout = waiting()
         leader_only()
         node_named(name)
-        store.set_drained(name, True)
-        committed("drain", f"node {name} drained: its containers move away", node=name)
+        committed(lambda: store.set_drained(name, True), "drain", f"node {name} drained: its containers move away",
+                  node=name)
         done = master.wait_empty(name, timeout) if wait else False
         return (200 if done else 202), node_view(name)
 
@@ -188,8 +205,7 @@ def make_app(master):
     def activate(name):
         leader_only()
         node_named(name)
-        store.set_drained(name, False)
-        committed("activate", f"node {name} takes work again", node=name)
+        committed(lambda: store.set_drained(name, False), "activate", f"node {name} takes work again", node=name)
         return 200, node_view(name)
 
     api_monitor.add_routes(app, route, master, existing, node_named)

@@ -39,7 +39,8 @@ class Master:
         self.vault = Vault.open_or_create(s["secrets_key"])
         self.store = Store(state_file(s["state_file"], self.name, len(inventory.masters)))
         self.fleet = Fleet(inventory.nodes, s["known_hosts"], s["connect_timeout"],
-                           s["command_timeout"], int(s["per_node_parallelism"]), source=me.get("source"))
+                           s["command_timeout"], int(s["per_node_parallelism"]), source=me.get("source"),
+                           send_delay=float(s["fenced_send_delay"]))
         self.observation = Observation([n.name for n in inventory.nodes], s, clock=clock)
         self.loop = Loop(self.store, self.fleet, self.observation, s, clock=clock, wall=wall, vault=self.vault)
         self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.loop.event, clock,
@@ -63,33 +64,35 @@ class Master:
     def wait_settled(self, name, version, timeout):
         """Block until the service's `version` converged, failed or (when
         deleting) is gone; False on timeout."""
-        deadline = self.loop.clock() + timeout
+        return self._wait_until(lambda: self._settled(name, version), timeout)
+
+    def _settled(self, name, version):
+        service = self.store.service(name)
+        if service is None or service.version > version:
+            return True
+        if service.state == DELETE:
+            return False
+        seen = self.observation.snapshot(self.loop.clock())
         with self.loop.lock:
-            while True:
-                service = self.store.service(name)
-                if service is None or service.version > version:
-                    return True
-                if service.state != DELETE:
-                    now = self.loop.clock()
-                    statuses = self.observation.statuses(now)
-                    observed = self.observation.containers()
-                    if self.loop.service_status(service, observed, statuses) in ("running", "failed"):
-                        return True
-                left = deadline - self.loop.clock()
-                if left <= 0:
-                    return False
-                self.loop.lock.wait(min(left, 0.5))
+            return self.loop.service_status(service, seen.containers, seen.statuses) in ("running", "failed")
 
     def wait_empty(self, node, timeout):
         """Block until no Bicycle container is left on `node`; False on timeout."""
+        return self._wait_until(lambda: not any(c.node == node for c in self.observation.containers()), timeout)
+
+    def _wait_until(self, done, timeout):
+        """Check `done()` on every change of the observation or the loop (and
+        twice a second anyway) until it is true; False on timeout. No lock is
+        held while waiting."""
         deadline = self.loop.clock() + timeout
-        with self.loop.lock:
-            while any(c.node == node for c in self.observation.containers()):
-                left = deadline - self.loop.clock()
-                if left <= 0:
-                    return False
-                self.loop.lock.wait(min(left, 0.5))
-            return True
+        while True:
+            mark = self.observation.changed.mark()
+            if done():
+                return True
+            left = deadline - self.loop.clock()
+            if left <= 0:
+                return False
+            self.observation.changed.wait(mark, min(left, 0.5))
 
     def leader(self):
         """(name, api, epoch) of the leader as this master sees it, or None."""

@@ -1,117 +1,172 @@
-"""Leadership: the quorum lease on the nodes, epoch fencing, the replicated state.
+"""Leadership: the quorum lease on the nodes and the terms it gives.
 
-A master is a standby or the leader. A standby polls every node's lease every
-ttl/5 and campaigns when scheduler.lease says so; the leader renews every
-ttl/3 and stops acting as soon as it cannot show a majority. The leader claims
-a node before its first action there; every action it takes is fenced by its
-epoch on the node itself (remote/lease.py), so a deposed leader can never act
-where a newer one has claimed. Lease traffic has its own small thread pool and
-bypasses the per-node action limit, so busy nodes never starve renewals.
+A master is a standby or the leader. A standby polls every node's lease
+POLLS_PER_TTL times per ttl and campaigns when scheduler.lease says so; the
+leader renews every ttl/3 and stops acting as soon as it cannot show a
+majority within 2*ttl/3. Everything a leader does belongs to one epoch:
+
+- an action or a write names its epoch; it is dropped, never run, once that
+  epoch is over here, and the nodes refuse it once they granted a newer one;
+- a refusal (or a claim answered with a higher epoch) ends only the epoch it
+  was about, never a newer term of the same master;
+- a local write and the adoption of a replica never interleave (term_lock):
+  a write made in epoch E is acknowledged only when a copy written under E
+  reaches a majority (master/replication.py).
+
+Lease traffic (reads, claims, renewals) has its own pool and bounded rounds,
+so neither busy nodes, nor replication, nor a connect to an unreachable node
+can hold a renewal up. docs/failover.md gives the protocol and its safety
+argument.
 """
 import json
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
+from contextlib import contextmanager
 
+from master.replication import NotLeader, Replicator, digest, newest_readable
+from model import ClaimAnswer, LeaseRead, RenewAnswer, Stamp
 from remote import lease as cmd, parse
-from remote.transport import RemoteError
+from remote.transport import RemoteError, Rounds
 from scheduler import lease as rules
 
+__all__ = ["Election", "NotLeader", "LEADER", "STANDBY"]
+
 LEADER, STANDBY = "leader", "standby"
-# Standbys read the leases 10 times per ttl (design.md says 5): a read costs
-# ~15 ms per node, and the finer clock shortens a takeover by up to ttl/10.
+# Standbys read the leases 10 times per ttl (design.md says "several"): a read
+# costs ~15 ms per node, and the finer clock shortens a takeover by up to ttl/10.
 POLLS_PER_TTL = 10
 
 
-class NotLeader(Exception):
-    """Raised to stop an action or a write: this master may not act now."""
+class Unusable(RemoteError):
+    """A node that cannot take part now (its epoch file is unreadable)."""
 
 
 class Election(threading.Thread):
-    def __init__(self, me, index, fleet, store, settings, events, clock=time.monotonic, on_lead=lambda: None):
+    def __init__(self, me, index, fleet, store, settings, events, clock=time.monotonic, rand=random.random,
+                 on_lead=lambda: None):
         super().__init__(name="election", daemon=True)
         self.me, self.index, self.fleet, self.store = me, index, fleet, store
         self.ttl = float(settings["lease_ttl"])
         self.events = events                  # callable(kind, message, **fields)
         self.on_lead = on_lead                # called when this master starts leading
-        self.clock = clock
+        self.clock, self.rand = clock, rand
         self.nodes = list(fleet.connections)
-        self.pool = ThreadPoolExecutor(max_workers=2 * len(self.nodes) + 2, thread_name_prefix="lease")
-        self.lock = threading.RLock()
+        self.rounds = Rounds(2 * len(self.nodes) + 2, "lease")
+        self.replicator = Replicator(self.nodes, self._snapshot, self._send_replica)
+        self.lock = threading.RLock()         # role, epoch, claimed, watches
+        self.term_lock = threading.RLock()    # local writes and adoptions, one at a time
         self.stopping = threading.Event()
         self.role, self.epoch = STANDBY, None
-        self.claimed = set()                  # nodes claimed for self.epoch
+        self.claimed = {}                     # node -> the epoch we hold a grant of there
         self.last_good = None                 # start of the last renewal round that reached a majority
         self.watches = {n: rules.Watch() for n in self.nodes}
         self.leader_seen = None               # (holder, epoch) named on a majority of nodes
         self.highest_seen = 0
         self.reason = "starting: no lease read yet"
         self.polled = False                   # has one poll round finished
-        self.inflight = {}                    # (kind, node) -> future of a lease call still running
+        self.reported = set()                 # unreadable replicas already told as events
+        self.office_failures = 0              # campaigns won in a row whose taking of office failed
+        self.quiet_until = None               # no campaign before this, after such a failure
 
     # -- what others ask -----------------------------------------------------
     @property
     def role_name(self):
         """leader, standby, or starting (before the first look at the leases)."""
-        return self.role if self.polled or self.role == LEADER else "starting"
+        if self.is_leader():
+            return LEADER
+        return STANDBY if self.polled else "starting"
+
+    def status(self):
+        """(role name, epoch or None), read together."""
+        with self.lock:
+            role = self.role_name
+            return role, self.epoch if role == LEADER else None
+
+    @property
+    def write_timeout(self):
+        return max(1.0, self.ttl / 3)
 
     def is_leader(self):
+        try:
+            self.current_epoch()
+            return True
+        except NotLeader:
+            return False
+
+    def current_epoch(self):
+        """This master's epoch, if it may act now: it leads, and its last good
+        renewal round is recent enough (2*ttl/3). Raises NotLeader otherwise."""
         with self.lock:
             if self.role == LEADER and rules.must_step_down(self.last_good, self.clock(), self.ttl):
                 self._step_down("no renewal on a majority within 2/3 of the lease")
-            return self.role == LEADER
-
-    def current_epoch(self):
-        with self.lock:
             if self.role != LEADER:
                 raise NotLeader(self.reason)
             return self.epoch
 
-    def ensure_claimed(self, node):
-        """Claim `node` for our epoch before the first action there."""
-        epoch = self.current_epoch()
-        if node in self.claimed:
-            return epoch
-        granted, node_epoch, _, _ = parse.claim(self._call(node, cmd.claim(epoch, self.me)).stdout)
+    def check(self, epoch):
+        """Raise NotLeader unless `epoch` is the epoch this master acts in now."""
+        if self.current_epoch() != epoch:
+            raise NotLeader(f"epoch {epoch} is over (now {self.epoch})")
+
+    @contextmanager
+    def term(self, epoch=None):
+        """Hold the current term (no adoption, no new term meanwhile); yields its epoch."""
+        with self.term_lock:
+            current = self.current_epoch()
+            if epoch is not None and current != epoch:
+                raise NotLeader(f"epoch {epoch} is over (now {current})")
+            yield current
+
+    def local_change(self, fn, epoch=None):
+        """fn() changes the store within the current term -> (epoch, version, fn's result)."""
+        with self.term(epoch) as current:
+            result = fn()
+            return current, self.store.stamp()[1], result
+
+    def commit(self, epoch, version):
+        """Wait until a majority holds (epoch, version); NotLeader when it cannot."""
+        return self.replicator.commit(epoch, version, self.write_timeout)
+
+    def change(self, fn, epoch=None):
+        """A write: fn() on the store, acknowledged once a majority holds it under
+        the epoch it was made in. Raises NotLeader (outcome unknown) otherwise."""
+        current, version, result = self.local_change(fn, epoch)
+        self.commit(current, version)
+        return result
+
+    def replicate(self, epoch=None):
+        """Bring a majority up to the store as it is now."""
+        return self.change(lambda: None, epoch)
+
+    def ensure_claimed(self, node, epoch):
+        """Claim `node` for `epoch` before the first action there."""
         with self.lock:
-            if (granted or node_epoch == epoch) and self.role == LEADER and self.epoch == epoch:
-                self.claimed.add(node)
-                return epoch
-            self._deposed(node, node_epoch)
-        raise NotLeader(f"node {node} is at epoch {node_epoch}")
-
-    def fenced_refusal(self, node, stderr):
-        """A node refused an action of ours: a newer epoch exists; stop acting."""
-        self.events("fenced", f"node {node} refused an action of epoch {self.epoch}: {stderr.strip()}", node=node)
+            self.check(epoch)
+            if self.claimed.get(node) == epoch:
+                return
+        answer = parse.claim(self._call(node, cmd.claim(epoch, self.me)).stdout)
         with self.lock:
-            self._step_down(f"fenced by node {node}")
+            if answer.granted or answer.node_epoch == epoch:
+                if self.role == LEADER and self.epoch == epoch:
+                    self.claimed[node] = epoch
+                self.check(epoch)
+                return
+            if answer.node_epoch is None:
+                raise Unusable(f"{node}: its epoch file is unreadable; it takes no part until repaired "
+                               f"(docs/operations.md)")
+            self._deposed(node, answer.node_epoch, epoch)
+        raise NotLeader(f"node {node} is at epoch {answer.node_epoch}")
 
-    def replicate(self):
-        """Write the store's snapshot to a majority; raise NotLeader when it cannot."""
-        epoch = self.current_epoch()
-        if self.store.stamp()[0] != epoch:
-            self.store.set_epoch(epoch)
-        doc = self.store.snapshot()
-        text = json.dumps(doc, sort_keys=True).encode()
-        argv = cmd.replicate(epoch, doc["version"])
-
-        def write(node):
-            self.ensure_claimed(node)
-            result = self._call(node, argv, stdin=text)
-            if result.exit == cmd.FENCED_EXIT:
-                self.fenced_refusal(node, result.stderr)
-                return False
-            return result.ok
-
-        majority = rules.majority(len(self.nodes))
-        # Concurrent writes each replicate in full: no skipping of busy nodes here.
-        results = self._fan_out("replicate", write, self.nodes, max(1.0, self.ttl / 3), enough=majority,
-                                skip_busy=False)
-        ok = sum(1 for r in results.values() if r is True)
-        if ok < rules.majority(len(self.nodes)):
-            raise NotLeader(f"write reached {ok} of {len(self.nodes)} nodes, no majority")
-        return ok
+    def refused(self, node, epoch, stderr):
+        """A node refused an action or a copy of `epoch`: a newer epoch exists there.
+        Ends `epoch` if it is still ours; refusals of an older term are dropped."""
+        with self.lock:
+            current = self.role == LEADER and self.epoch == epoch
+            if current:
+                self._step_down(f"fenced by node {node}")
+        if current:
+            self.events("fenced", f"node {node} refused an action of epoch {epoch}: {stderr.strip()}", node=node)
 
     # -- the thread ------------------------------------------------------------
     def stop(self):
@@ -131,157 +186,173 @@ class Election(threading.Thread):
                 self.events("error", f"election round failed: {type(e).__name__}: {e}")
                 period = self.ttl / POLLS_PER_TTL
             self.stopping.wait(max(0.0, started + period - self.clock()))
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.rounds.close()
+        self.replicator.close()
 
     def _call(self, node, argv, stdin=None):
         return self.fleet.connections[node].run(argv, timeout=max(1.0, self.ttl / 3), stdin=stdin)
-
-    def _fan_out(self, kind, fn, nodes, timeout, enough=None, skip_busy=True):
-        """fn(node) on every node, waiting at most `timeout` seconds, or only
-        until `enough` calls succeeded. A node that is slow to answer (cut off,
-        or still connecting) counts as no answer; it never holds the round up,
-        and (skip_busy) gets no second call of the same kind while its first still runs."""
-        futures = {}
-        for n in nodes:
-            busy = self.inflight.get((kind, n))
-            if skip_busy and busy is not None and not busy.done():
-                continue
-            futures[n] = self.inflight[(kind, n)] = self.pool.submit(fn, n)
-        deadline = self.clock() + timeout
-        pending = set(futures.values())
-        while pending:
-            ok = sum(1 for f in futures.values() if f.done() and not f.exception() and f.result() is not False)
-            if enough is not None and ok >= enough:
-                break
-            left = deadline - self.clock()
-            if left <= 0:
-                break
-            _, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
-        out = {}
-        for n in nodes:
-            f = futures.get(n)
-            if f is None or not f.done():
-                out[n] = TimeoutError(f"node {n} did not answer in time")
-            else:
-                out[n] = f.exception() or f.result()
-        return out
 
     # -- leader ----------------------------------------------------------------
     def _renew_round(self, started):
         epoch = self.epoch
 
         def renew(node):
-            if node not in self.claimed:
-                self.ensure_claimed(node)
-                return True, epoch
+            if self.claimed.get(node) != epoch:
+                self.ensure_claimed(node, epoch)
+                return RenewAnswer(True, 0)
             return parse.renew(self._call(node, cmd.renew(epoch, self.me)).stdout)
 
-        results = self._fan_out("renew", renew, self.nodes, self.ttl / 4)
+        results = self.rounds.run("renew", renew, self.nodes, self.ttl / 4)
         with self.lock:
             if self.role != LEADER or self.epoch != epoch:
                 return
             for node, r in results.items():
-                if isinstance(r, tuple) and not r[0] and r[1] > epoch:
-                    self._deposed(node, r[1])
+                if isinstance(r, RenewAnswer) and not r.renewed and r.value is not None and r.value > epoch:
+                    self._deposed(node, r.value, epoch)
                     return
-            ok = sum(1 for r in results.values() if isinstance(r, tuple) and r[0])
+            ok = sum(1 for r in results.values() if isinstance(r, RenewAnswer) and r.renewed)
             if ok >= rules.majority(len(self.nodes)):
                 self.last_good = started
             elif rules.must_step_down(self.last_good, self.clock(), self.ttl):
                 self._step_down(f"renewed on {ok} of {len(self.nodes)} nodes, no majority")
 
-    def _deposed(self, node, node_epoch):
+    def _deposed(self, node, node_epoch, epoch):
+        """`node` granted `node_epoch`, above `epoch`: that term is over."""
         self.highest_seen = max(self.highest_seen, node_epoch)
-        self._step_down(f"node {node} granted epoch {node_epoch}")
+        if self.role == LEADER and self.epoch == epoch:
+            self._step_down(f"node {node} granted epoch {node_epoch}")
 
     def _step_down(self, reason):
         if self.role == LEADER:
             self.events("leader", f"master {self.me} stops leading epoch {self.epoch}: {reason}")
-        self.role, self.epoch, self.claimed, self.last_good = STANDBY, None, set(), None
+            self.replicator.end(self.epoch)
+        self.role, self.epoch, self.claimed, self.last_good = STANDBY, None, {}, None
         self.reason = f"not the leader: {reason}"
         now = self.clock()
         for w in self.watches.values():
             w.changed_at = now
 
+    def _snapshot(self, epoch):
+        """The store as the leader of `epoch` holds it now, for the replicator."""
+        with self.term(epoch):
+            doc = self.store.snapshot()
+        return doc["version"], json.dumps(doc, sort_keys=True).encode()
+
+    def _send_replica(self, node, epoch, version, data):
+        try:
+            self.ensure_claimed(node, epoch)
+        except Unusable:
+            return False
+        result = self._call(node, cmd.replicate(epoch, version, len(data), digest(data)), stdin=data)
+        if result.exit == cmd.FENCED_EXIT:
+            self.refused(node, epoch, result.stderr)
+            return False
+        return result.ok
+
     # -- standby -----------------------------------------------------------------
-    def _poll_round(self, now):
-        results = self._fan_out("read", lambda n: parse.lease(self._call(n, cmd.read()).stdout), self.nodes,
-                                self.ttl / POLLS_PER_TTL)
+    def _poll_round(self, started):
+        results = self.rounds.run("read", lambda n: parse.lease(self._call(n, cmd.read()).stdout), self.nodes,
+                                  self.ttl / POLLS_PER_TTL)
         with self.lock:
+            now = self.clock()
             for node, r in results.items():
-                value = (r[0], r[1]) if isinstance(r, tuple) else None
-                rules.observe(self.watches[node], value, self.clock())
-                if value:
-                    self.highest_seen = max(self.highest_seen, r[0])
-            self._note_leader()
+                read = r if isinstance(r, LeaseRead) else None
+                rules.observe(self.watches[node], None if read is None else (read.node_epoch, read.lease), now)
+                if read is not None and read.node_epoch:
+                    self.highest_seen = max(self.highest_seen, read.node_epoch)
+            self.leader_seen = rules.leader_named(self.watches, len(self.nodes)) or self.leader_seen
             self.polled = True
-            campaign = rules.should_campaign(self.watches, self.clock(), self.ttl, self.me, len(self.nodes))
-            answered = sum(1 for w in self.watches.values() if w.answered)
-            if answered < rules.majority(len(self.nodes)):
-                self.reason = f"no majority of nodes answers ({answered} of {len(self.nodes)})"
-            elif self.leader_seen:
-                self.reason = f"standby: {self.leader_seen[0]} leads epoch {self.leader_seen[1]}"
+            campaign = rules.should_campaign(self.watches, now, self.ttl, self.me, len(self.nodes),
+                                             shortcuts=self.office_failures == 0) \
+                and (self.quiet_until is None or now >= self.quiet_until)
+            self._explain()
         if campaign:
-            self._campaign(now)
+            self._campaign(started)
         else:
-            self._follow(results)
+            self._follow({n: r.stamp for n, r in results.items() if isinstance(r, LeaseRead)})
 
-    def _note_leader(self):
-        holders = [w.value[1] for w in self.watches.values() if w.answered and w.value[1]]
-        for lease in set((h[1], h[0]) for h in holders):
-            if sum(1 for h in holders if (h[1], h[0]) == lease) >= rules.majority(len(self.nodes)):
-                self.leader_seen = lease
-                return
+    def _explain(self):
+        answered = sum(1 for w in self.watches.values() if w.answered)
+        if answered < rules.majority(len(self.nodes)):
+            self.reason = f"no majority of nodes answers ({answered} of {len(self.nodes)})"
+        elif self.leader_seen:
+            self.reason = f"standby: {self.leader_seen[0]} leads epoch {self.leader_seen[1]}"
 
-    def _follow(self, results):
-        """Keep a standby's own copy of the desired state fresh."""
-        versions = {n: r[2] for n, r in results.items() if isinstance(r, tuple)}
-        if not versions:
-            return
-        node = max(versions, key=versions.get)
-        if versions[node] > self.store.stamp():
-            self._adopt_from([node])
-
-    def _adopt_from(self, nodes):
-        replicas = []
-        for n in nodes:
+    def _follow(self, stamps):
+        """Keep a standby's own copy of the desired state fresh: read the newer
+        replicas, newest first, until one reads."""
+        replicas = {}
+        for node in sorted((n for n, s in stamps.items() if s > Stamp(*self.store.stamp())),
+                           key=stamps.get, reverse=True):
             try:
-                replicas.append(parse.replica(self._call(n, cmd.read_state()).stdout))
+                replicas[node] = parse.replica(self._call(node, cmd.read_state()).stdout)
             except (RemoteError, parse.ParseError):
                 continue
-        best = rules.highest_replica(replicas)
-        if best is not None and best[0] > self.store.stamp():
-            self.store.adopt(json.loads(best[1]))
+            if rules.best_replica({node: replicas[node]})[0] is not None:
+                break
+        if replicas:
+            self._adopt(replicas)
+
+    def _adopt(self, replicas):
+        """Adopt the newest readable of `replicas` if it is newer than the store."""
+        doc = newest_readable(replicas, self._event_once)
+        with self.term_lock:
+            if doc is not None and Stamp(doc["epoch"], doc["version"]) > Stamp(*self.store.stamp()):
+                self.store.adopt(doc)
+
+    def _event_once(self, kind, message, **fields):
+        if message not in self.reported:
+            self.reported.add(message)
+            self.events(kind, message, **fields)
 
     def _campaign(self, started):
         epoch = rules.next_epoch(self.highest_seen, self.index)
-        results = self._fan_out("claim", lambda n: parse.claim(self._call(n, cmd.claim(epoch, self.me)).stdout),
-                                self.nodes, self.ttl / 4)
-        granted = {n: r for n, r in results.items() if isinstance(r, tuple) and r[0]}
-        for r in results.values():
-            if isinstance(r, tuple):
-                self.highest_seen = max(self.highest_seen, r[1])
+        results = self.rounds.run("claim", lambda n: parse.claim(self._call(n, cmd.claim(epoch, self.me)).stdout),
+                                  self.nodes, self.ttl / 4)
+        answers = {n: r for n, r in results.items() if isinstance(r, ClaimAnswer)}
+        self.highest_seen = max([self.highest_seen] + [a.node_epoch for a in answers.values() if a.node_epoch])
+        granted = {n: a for n, a in answers.items() if a.granted}
         if not rules.won(len(granted), len(self.nodes)):
             self.events("election", f"master {self.me} campaigned for epoch {epoch}: "
                                     f"{len(granted)} of {len(self.nodes)} grants, not a majority")
             with self.lock:
-                now = self.clock() + random.uniform(0, self.ttl / 2)
+                later = self.clock() + self.rand() * self.ttl / 2
                 for w in self.watches.values():
-                    w.changed_at = now
+                    w.changed_at = later
             return
-        # Adopt the newest replica of the claim majority, read in the same locked step as each claim.
-        best = rules.highest_replica([(r[2], r[3]) for r in granted.values()])
-        if best is not None:
-            self.store.adopt(json.loads(best[1]))
-        with self.lock:
-            self.role, self.epoch, self.claimed, self.last_good = LEADER, epoch, set(granted), started
-            self.leader_seen = (self.me, epoch)
-            self.reason = ""
-        self.store.set_epoch(epoch)
+        try:
+            self._take_office(epoch, granted, started)
+            self.office_failures, self.quiet_until = 0, None
+        except Exception as e:               # never half a leader: stand by and let the lease run out
+            with self.lock:
+                self._step_down(f"could not take office: {type(e).__name__}: {e}")
+                # Its own name is on the nodes now: without a pause it would
+                # claim again at once, forever, and nobody else could lead.
+                self.office_failures += 1
+                self.quiet_until = self.clock() + self.ttl * min(2 ** self.office_failures, 16)
+            self.events("error", f"master {self.me} won epoch {epoch} but could not take office: "
+                                 f"{type(e).__name__}: {e}; it waits {self.quiet_until - self.clock():.0f}s "
+                                 f"and leaves the next term to whoever sees the lease quiet")
+
+    def _take_office(self, epoch, granted, started):
+        """Adopt the newest readable replica of the claim majority (each read in
+        the same locked step as its claim), then lead `epoch`."""
+        with self.term_lock:
+            self._adopt({n: a.replica for n, a in granted.items()})
+            self.store.set_epoch(epoch)
+            with self.lock:
+                self.role, self.epoch, self.last_good = LEADER, epoch, started
+                self.claimed = {n: epoch for n in granted}
+                self.leader_seen = (self.me, epoch)
+                self.reason = ""
         self.events("leader", f"master {self.me} leads epoch {epoch} "
                               f"({len(granted)} of {len(self.nodes)} nodes granted)")
         self.on_lead()
+        threading.Thread(target=self._first_commit, args=(epoch,), name="first-commit", daemon=True).start()
+
+    def _first_commit(self, epoch):
+        """Write the adopted state under the new epoch to a majority."""
         try:
-            self.replicate()
+            self.replicate(epoch)
         except NotLeader as e:
             self.events("leader", f"first replication of epoch {epoch} failed: {e}")

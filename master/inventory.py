@@ -23,12 +23,17 @@ DEFAULTS = {
     "secrets_key": "secrets.key",
     "probe_interval": 1.0,
     "down_after": 5.0,
+    "engine_timeout": 30.0,
     "connect_timeout": 5.0,
     "command_timeout": 120.0,
     "per_node_parallelism": 4,
     "converge_timeout": 60.0,
     "rebalance_parallelism": 1,
     "lease_ttl": 6.0,
+    # For tests only: seconds a fenced command waits between its last epoch
+    # check and its sending, so that a test can pause a leader with commands
+    # in flight and see the nodes refuse them (docs/failover.md).
+    "fenced_send_delay": 0.0,
 }
 PATHS = ("state_file", "known_hosts", "secrets_key")
 NUMBERS = {k for k, v in DEFAULTS.items() if isinstance(v, (int, float))}

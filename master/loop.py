@@ -31,7 +31,7 @@ class Loop(threading.Thread):
         self.clock, self.wall = clock, wall
         self.stopping = threading.Event()
         self.woken = threading.Event()
-        self.lock = self.obs.changed               # one lock for everything the API reads
+        self.lock = self.obs.condition()           # the loop's own; probers never take it
         self.pending = {}                          # (service, slot) -> target node
         self.removing = set()                      # container ids being removed
         self.backoffs = Backoffs()                 # failed placements and crash loops per slot
@@ -78,18 +78,16 @@ class Loop(threading.Thread):
     def step(self):
         started = self.clock()
         now = started
-        services = self.store.services()
-        self.drained = frozenset(n for n, d in self.store.nodes().items() if d.get("drained"))
+        services, self.drained, epoch = self._term_view()
         with self.lock:
-            statuses = self.obs.statuses(now)
+            seen = self.obs.snapshot(now)          # statuses and containers, copied together
+            statuses, everything = seen.statuses, seen.containers
             self._record_nodes(statuses, now)
-            everything = self.obs.containers()
             for service, slot, message in self.backoffs.observe(services, everything, now, self.wall()):
                 self.event("exited", f"{service}.{slot}: {message}", service=service)
-            if not self.election.is_leader():
+            if epoch is None:
                 self.last_plan = ()
                 return               # standbys and cut-off leaders never act
-            epoch = self.election.current_epoch()
             observed = [c for c in everything if c.id not in self.removing]
             removing_nodes = {c.node for c in everything if c.id in self.removing}
             plan = reconcile(services, observed, statuses, now, self.backoffs.until(),
@@ -99,16 +97,28 @@ class Loop(threading.Thread):
             for action in plan.changes:
                 self._start(action, services, epoch)
             # Containers still being removed count until they are gone.
-            forgotten = self._record_progress(services, self.obs.containers(), statuses)
+            forgotten, version = self._record_progress(services, self.obs.containers(), statuses, epoch)
             self.led = (epoch, self.led[1] + 1 if self.led[0] == epoch else 1)
         if forgotten:
             try:
-                self.election.replicate()      # outside the lock: it waits for the nodes
+                self.election.commit(epoch, version)     # outside the lock: it waits for the nodes
             except NotLeader as e:
                 self.event("error", f"removal of {', '.join(forgotten)} not replicated: {e}")
         self.reconcile_seconds = self.clock() - started
         if self.on_round is not None:
             self.on_round(self.reconcile_seconds)
+
+    def _term_view(self):
+        """(services, drained nodes, the epoch to act in), read together: an
+        adoption never falls between them. The epoch is None when this master
+        may not act."""
+        def desired():
+            return self.store.services(), frozenset(n for n, d in self.store.nodes().items() if d.get("drained"))
+        try:
+            with self.election.term() as epoch:
+                return (*desired(), epoch)
+        except NotLeader:
+            return (*desired(), None)
 
     def _record_nodes(self, statuses, now):
         for node, status in sorted(statuses.items()):
@@ -118,7 +128,7 @@ class Loop(threading.Thread):
             self.node_statuses[node] = status
             if status == READY:
                 self.ready_since[node] = now
-            error = self.obs.nodes[node].error
+            error = self.obs.error(node)
             self.store.set_node(node, status=status, since=iso(self.wall()))
             change = f"node {node} {before or 'new'} -> {status}"
             if status == UNTRUSTED:
@@ -127,9 +137,10 @@ class Loop(threading.Thread):
             else:
                 self.event("node", change + (f" ({error})" if error else ""), node=node)
 
-    def _record_progress(self, services, observed, statuses):
-        """Mark converged services; forget deleted ones. Returns the names forgotten."""
-        forgotten = []
+    def _record_progress(self, services, observed, statuses, epoch):
+        """Mark converged services; forget deleted ones (a change of `epoch`).
+        -> (names forgotten, the store version that holds their removal)."""
+        forgotten, version = [], None
         for s in services:
             busy = any(k[0] == s.name for k in self.pending)
             if busy or not converged(s, observed, statuses, self.drained):
@@ -138,12 +149,16 @@ class Loop(threading.Thread):
                 self.store.mark_running(s.name, s.version)
                 self.event("converged", f"service {s.name} v{s.version} runs {s.replicas} replicas", service=s.name)
             elif s.state == DELETE:
-                self.store.remove_service(s.name, s.version)
+                try:
+                    _, version, _ = self.election.local_change(
+                        lambda: self.store.remove_service(s.name, s.version), epoch)
+                except NotLeader:
+                    break
                 self.backoffs.forget(s.name)
                 forgotten.append(s.name)
                 self.event("deleted", f"service {s.name} removed", service=s.name)
             self.lock.notify_all()
-        return forgotten
+        return forgotten, version
 
     # -- actions -------------------------------------------------------------
     def _start(self, action, services, epoch):
@@ -155,12 +170,16 @@ class Loop(threading.Thread):
         self.fleet.submit(self._apply, action, spec, epoch)
 
     def _fenced(self, node, epoch, kind, argv, stdin=None):
-        """Run a mutating engine command under the node's epoch fence."""
-        self.election.ensure_claimed(node)
-        result = self.fleet.run(node, lease.fenced(epoch, kind, argv), stdin=stdin)
+        """Run a mutating engine command under the node's epoch fence. Work of
+        an epoch that is over is dropped, here or (if it raced) on the node."""
+        self.election.ensure_claimed(node, epoch)
+        argv = lease.fenced(epoch, kind, argv, stdin_length=None if stdin is None else len(stdin))
+        result = self.fleet.run(node, argv, stdin=stdin, check=lambda: self.election.check(epoch))
         if result.exit == lease.FENCED_EXIT:
-            self.election.fenced_refusal(node, result.stderr)
+            self.election.refused(node, epoch, result.stderr)
             raise NotLeader(f"node {node} fenced epoch {epoch}")
+        if result.exit == lease.INPUT_EXIT:
+            raise RuntimeError(result.stderr.strip() or f"node {node} got an incomplete input")
         return result
 
     def _apply(self, action, spec, epoch):

@@ -74,7 +74,9 @@ def _errors(*codes):
     text = {400: "malformed request", 401: "no or bad token", 403: "a read token may not write",
             404: "no such service", 409: "name taken or conflicting change",
             413: "body larger than 1 MiB", 422: "invalid fields",
-            503: "no leader can take writes now (no majority of nodes)"}
+            503: "not acknowledged: no leader can take writes now, or the write did not reach a majority of "
+                 "nodes under the epoch it was made in. The outcome is unknown (the change may still be "
+                 "applied later): retry the same request (a create of the same spec answers 200)"}
     return {str(c): dict(description=text[c], **_json(ERROR)) for c in codes}
 
 
@@ -148,7 +150,10 @@ def document():
                 "post": {"summary": "create a service and wait until it converged",
                          "parameters": WAIT,
                          "requestBody": {"required": True, **_json(create)},
-                         "responses": {"201": dict(description="converged or failed", **_json(SERVICE)),
+                         "responses": {"200": dict(description="the service already exists with this spec and "
+                                                               "replicas (a retried create): it, as it is",
+                                                   **_json(SERVICE)),
+                                       "201": dict(description="converged or failed", **_json(SERVICE)),
                                        "202": dict(description="accepted, still converging", **_json(SERVICE)),
                                        **_errors(400, 409, 413, 422)}}},
             "/service/{name}": {

@@ -8,6 +8,8 @@ must have the same key. A value is unsealed only to be piped into
 `docker run --env-file /dev/stdin`, so it never lands in a file or on a
 command line of a node.
 """
+from dataclasses import replace
+
 from cryptography.fernet import Fernet, InvalidToken
 
 from store.atomic import create_private
@@ -59,3 +61,12 @@ class Vault:
             except VaultError:
                 pass
         return self.seal(value)
+
+    def same(self, a, b):
+        """Are specs `a` and `b` the same but for how their secrets were sealed?"""
+        if replace(a, secrets=()) != replace(b, secrets=()) or [n for n, _ in a.secrets] != [n for n, _ in b.secrets]:
+            return False
+        try:
+            return all(self.unseal(x) == self.unseal(y) for (_, x), (_, y) in zip(a.secrets, b.secrets))
+        except VaultError:
+            return False

@@ -133,12 +133,11 @@ class Views:
         leader = self.m.leader()
         return None if leader is None else {"name": leader[0], "api": leader[1], "epoch": leader[2]}
 
-    def _masters(self):
+    def _masters(self, role, epoch):
         out = []
         for m in self.m.inventory.masters:
             if m["name"] == self.m.name:
-                out.append({"name": m["name"], "api": m["api"], "reachable": True,
-                            "role": self.m.election.role_name, "epoch": self.m.election.epoch})
+                out.append({"name": m["name"], "api": m["api"], "reachable": True, "role": role, "epoch": epoch})
             else:
                 seen = self.m.peers.get(m["name"], {"reachable": None, "role": None, "epoch": None})
                 out.append(dict(seen, name=m["name"], api=m["api"]))
@@ -146,18 +145,18 @@ class Views:
 
     def state(self):
         world = self._world(self.m.store.services())
-        epoch = self.m.election.epoch
+        role, epoch = self.m.election.status()
         containers = [container_view(c, world.wall, world.statuses.get(c.node) in UNREACHABLE)
                       for c in sorted(world.everything, key=lambda c: (c.service, c.slot, c.node))]
         return {
             "master": {"name": self.m.name, "pid": os.getpid(), "api": self.m.api,
                        "started_at": self.m.started_at,
-                       "uptime_s": round(world.wall - self.m.started_wall, 1), "role": self.m.election.role_name,
+                       "uptime_s": round(world.wall - self.m.started_wall, 1), "role": role,
                        "epoch": epoch, "reason": self.m.election.reason or None,
                        "reconcile_seconds": round(world.reconcile_seconds, 4),
                        "rounds_led": world.led[1] if world.led[0] == epoch else 0},
             "leader": self._leader(),
-            "masters": self._masters(),
+            "masters": self._masters(role, epoch),
             "nodes": self._nodes(world),
             "services": [self._service(world, s, False) for s in world.services],
             "containers": containers,

@@ -11,7 +11,7 @@ import shlex
 import socket
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import fabric
@@ -149,6 +149,8 @@ class NodeConnection:
                 chan.sendall(stdin)
                 chan.shutdown_write()
             out, err = _drain(chan, deadline)
+            if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+                raise socket.timeout("no exit status in time")
             code = chan.recv_exit_status()
             chan.close()
         except socket.timeout:
@@ -246,10 +248,14 @@ class LineStream:
 
 
 def _drain(chan, deadline):
+    """stdout and stderr of a command, read until stdout closes; socket.timeout
+    once `deadline` (monotonic) passes, whatever each read waited."""
     out, err = bytearray(), bytearray()
     while True:
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise socket.timeout("command timed out")
+        chan.settimeout(left)
         if chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
             continue
@@ -319,9 +325,9 @@ class Rounds:
     a pool of their own (so other traffic never queues in front of them).
 
     A node slow to answer (cut off, or still connecting) counts as no answer
-    and never holds a round up; with skip_busy it gets no second call of the
-    same kind while its first one still runs. Deadlines are real time: this
-    waits for I/O, it decides nothing.
+    and never holds a round up, and it gets no second call of the same kind
+    while its first one still runs. Deadlines are real time: this waits for
+    I/O, it decides nothing.
     """
 
     def __init__(self, workers, name):
@@ -329,38 +335,25 @@ class Rounds:
         self.inflight = {}            # (kind, node) -> future of a call still running
         self.lock = threading.Lock()
 
-    def run(self, kind, fn, nodes, timeout, enough=None, skip_busy=True):
-        """fn(node) on every node; waits at most `timeout` seconds, or only until
-        `enough` calls returned something other than False or an exception.
+    def run(self, kind, fn, nodes, timeout):
+        """fn(node) on every node; waits at most `timeout` seconds.
         -> {node: result, or the exception, or TimeoutError when not done}."""
-        futures = self._submit(kind, fn, nodes, skip_busy)
-        deadline = time.monotonic() + timeout
-        pending = set(futures.values())
-        while pending:
-            if enough is not None and sum(1 for f in futures.values() if _succeeded(f)) >= enough:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            _, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+        futures = self._submit(kind, fn, nodes)
+        wait(futures.values(), timeout=timeout)
         return {n: _outcome(futures.get(n), n) for n in nodes}
 
-    def _submit(self, kind, fn, nodes, skip_busy):
+    def _submit(self, kind, fn, nodes):
         futures = {}
         with self.lock:
             for n in nodes:
                 busy = self.inflight.get((kind, n))
-                if skip_busy and busy is not None and not busy.done():
+                if busy is not None and not busy.done():
                     continue
                 futures[n] = self.inflight[(kind, n)] = self.pool.submit(fn, n)
         return futures
 
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _succeeded(future):
-    return future.done() and future.exception() is None and future.result() is not False
 
 
 def _outcome(future, node):

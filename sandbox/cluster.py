@@ -237,14 +237,17 @@ def docker_socket(directory: str, node_index: int) -> str:
     return sb.node(node_index).docker_host
 
 
-def ha_inventory(inventory: str, masters: dict, ttl: float, name: str = "inventory-ha.yml") -> str:
+def ha_inventory(inventory: str, masters: dict, ttl: float, name: str = "inventory-ha.yml",
+                 settings: dict | None = None) -> str:
     """Write, beside the sandbox's inventory, one for the same nodes with several
     masters: masters maps name -> (address, port); each master's SSH connections
-    come from its own address, so a test can cut one master off with iptables."""
+    come from its own address, so a test can cut one master off with iptables.
+    `settings` adds numeric settings (e.g. fenced_send_delay)."""
     text = open(inventory).read().split("masters:")[0]
     text += "masters:\n" + "".join(f"  - name: {n}\n    api: {a}:{p}\n    source: {a}\n"
                                    for n, (a, p) in masters.items())
     text += f"settings:\n  state_file: state-ha.json\n  known_hosts: known_hosts\n  lease_ttl: {ttl}\n"
+    text += "".join(f"  {k}: {v}\n" for k, v in (settings or {}).items())
     path = os.path.join(os.path.dirname(inventory), name)
     with open(path, "w") as f:
         f.write(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 
 RUN_ROOT = "/run/bicycle-sb"   # short unix socket paths: one folder per node number
@@ -235,3 +236,15 @@ def tail(path: str, lines: int = 3) -> str:
     except OSError:
         return ""
     return one_line("\n".join(text.splitlines()[-lines:]), limit=500)
+
+
+def wait_for(predicate, timeout, interval=0.2):
+    """predicate()'s first true value; AssertionError when none came within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

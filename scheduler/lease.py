@@ -11,8 +11,11 @@ caller's MONOTONIC readings; no timestamp ever crosses machines.
   a majority answered and no node was ever claimed, or the holder named on
   them is this master's own name (its previous incarnation, now gone).
 """
+import json
 from dataclasses import dataclass
 from typing import Optional
+
+from model import Stamp
 
 SPAN = 100
 
@@ -43,7 +46,7 @@ def must_step_down(last_good_round_start, now, ttl):
 @dataclass
 class Watch:
     """What a standby knows of one node's lease."""
-    value: Optional[tuple] = None      # (node_epoch, lease) as last read
+    value: Optional[tuple] = None      # (node_epoch, Lease or None) as last read
     changed_at: Optional[float] = None  # when value last changed (monotonic, ours)
     answered: bool = False              # did the last poll get an answer
 
@@ -59,21 +62,66 @@ def observe(watch, value, now):
     return watch
 
 
-def should_campaign(watches, now, ttl, me, n_nodes):
-    """watches: node -> Watch, where Watch.value = (node_epoch, (lease_epoch, holder, counter) or None)."""
+def should_campaign(watches, now, ttl, me, n_nodes, shortcuts=True):
+    """watches: node -> Watch, where Watch.value = (node_epoch, Lease or None).
+    shortcuts=False: only a lease quiet for ttl counts (after this master
+    failed to take office, its own name on the nodes is no reason to hurry)."""
     answered = [w for w in watches.values() if w.answered]
     if len(answered) < majority(n_nodes):
         return False
-    if all(w.value[0] == 0 for w in answered):
+    if shortcuts and all(w.value[0] == 0 for w in answered):
         return True                     # a new cluster: nobody ever led
-    holders = [w.value[1][1] for w in answered if w.value[1] is not None]
-    if len(holders) >= majority(n_nodes) and all(h == me for h in holders):
+    holders = [w.value[1].holder for w in answered if w.value[1] is not None]
+    if shortcuts and len(holders) >= majority(n_nodes) and all(h == me for h in holders):
         return True                     # our own previous incarnation held it
     quiet = [w for w in answered if now - w.changed_at >= ttl]
     return len(quiet) >= majority(n_nodes)
 
 
-def highest_replica(replicas):
-    """replicas: list of ((epoch, version), text) -> the newest, or None."""
-    present = [r for r in replicas if r[0] != (0, 0) and r[1].strip()]
-    return max(present, key=lambda r: r[0]) if present else None
+def leader_named(watches, n_nodes):
+    """(holder, epoch) of the lease named on a majority of all nodes, or None."""
+    named = [(w.value[1].holder, w.value[1].epoch) for w in watches.values()
+             if w.answered and w.value[1] is not None]
+    for lease in set(named):
+        if named.count(lease) >= majority(n_nodes):
+            return lease
+    return None
+
+
+def best_replica(replicas):
+    """replicas: {node: Replica}, as read with the claims (or by a standby).
+
+    -> ((node, Stamp, document) of the newest replica that reads as a state
+    document, ranked by the document's own stamp, or None; [(node, Replica,
+    reason)] for the copies newer than it that did not read). A torn or
+    garbled copy is skipped, never fatal: one bad file on one node must not
+    stop every later election."""
+    readable, bad = [], []
+    for node, replica in sorted(replicas.items()):
+        if not replica.present:
+            continue
+        try:
+            doc = read_document(replica)
+        except ValueError as e:
+            bad.append((node, replica, str(e)))
+            continue
+        readable.append((node, Stamp(doc["epoch"], doc["version"]), doc))
+    best = max(readable, key=lambda r: r[1]) if readable else None
+    return best, [b for b in bad if best is None or b[1].stamp > best[1]]
+
+
+def read_document(replica):
+    """The state document of a replica; ValueError when it is not one.
+
+    The node installs state.json before state.ver, so after a crash between
+    the two the document may be newer than its version file says (its input
+    was checked whole before it was installed): it counts at its own stamp.
+    A document older than its version file is not the copy the file names."""
+    doc = json.loads(replica.text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), list):
+        raise ValueError("not a state document")
+    epoch, version = doc.get("epoch"), doc.get("version")
+    if not isinstance(epoch, int) or not isinstance(version, int) or Stamp(epoch, version) < replica.stamp:
+        raise ValueError(f"the document says ({epoch}, {version}), its version file "
+                         f"({replica.stamp.epoch}, {replica.stamp.version})")
+    return doc

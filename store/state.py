@@ -209,8 +209,13 @@ class Store:
                     "drained": sorted(n for n, d in self.nodes().items() if d.get("drained"))}
 
     def adopt(self, doc):
-        """Replace the replicated part by `doc` (a snapshot from the nodes)."""
+        """Replace the replicated part by `doc` (a snapshot from the nodes).
+
+        It takes several writes; the first sets the stamp to (0, 0) and the
+        last to the document's, so a crash in between leaves a store that any
+        replica outranks: the next claim or poll replaces what was half adopted."""
         with self.lock:
+            self._meta.upsert(Document({"epoch": 0, "version": 0}, doc_id=1))
             self._services.truncate()
             self._services.insert_multiple(doc.get("services", []))
             drained = set(doc.get("drained", []))

@@ -8,13 +8,14 @@ import time
 import pytest
 import requests
 
-from conftest import SANDBOX, MasterProcess, http, remove_all, wait_for
+from conftest import MASTER_BASE, NODE_ADDRESSES, SANDBOX, MasterProcess, http, port, remove_all, wait_for
 from master.inventory import load
 from remote import lease
 from remote.transport import NodeConnection
 from sandbox import cluster
 
-MASTERS = {f"m{i}": (f"127.0.0.{100 + i}", 7180 + i) for i in (1, 2, 3)}
+MASTERS = {f"m{i}": (f"127.0.0.{MASTER_BASE + i}", port(7180 + i)) for i in (1, 2, 3)}
+NODE2, NODE3 = NODE_ADDRESSES[1:]
 TTL = 6
 
 
@@ -22,7 +23,9 @@ TTL = 6
 def ha(sandbox, master, engines, tmp_path_factory):
     """Three masters for the sandbox's nodes; the session's single master pauses meanwhile."""
     master.stop()
-    path = cluster.ha_inventory(sandbox, MASTERS, TTL)
+    # Fenced commands wait a little between their last epoch check and their
+    # sending, so that a paused leader surely has some in flight.
+    path = cluster.ha_inventory(sandbox, MASTERS, TTL, settings={"fenced_send_delay": 0.3})
     logs = tmp_path_factory.mktemp("ha")
     procs = {n: MasterProcess(path, str(logs / f"{n}.log"), name=n, api=f"{a}:{p}") for n, (a, p) in MASTERS.items()}
     for p in procs.values():
@@ -128,10 +131,14 @@ def test_paused_leader_is_fenced_on_the_nodes(ha, engines):
     assert ha.call("POST", "/service", {"name": "web", "image": "bicycle/demo:1", "replicas": 3}).status_code == 201
     old = ha.leader()
     old_epoch = http.get(ha.api(old) + "/health", timeout=5).json()["epoch"]
+    # Work for the leader, paused while its commands are on their way.
+    r = http.patch(ha.api(old) + "/service/web?wait=false", json={"replicas": 6}, timeout=10)
+    assert r.status_code == 202, r.text
+    time.sleep(0.1)
     ha.procs[old].send(signal.SIGSTOP)
     try:
         new = ha.leader(other_than=old)
-        # Work for the new leader, and a reason for the old one to act when it wakes.
+        # Work for the new leader too.
         victim = next(c for cs in engines.containers("web").values() for c in cs)
         victim.remove(force=True)
         time.sleep(2 * TTL)
@@ -140,13 +147,15 @@ def test_paused_leader_is_fenced_on_the_nodes(ha, engines):
     wait_for(lambda: ha.procs[old].role() == "standby", 20)
     new_epoch = http.get(ha.api(new) + "/health", timeout=5).json()["epoch"]
     assert new_epoch > old_epoch
-    late = 0
+    late, refused = 0, 0
     for node, lines in ha.audits().items():
         claims = [i for i, line in enumerate(lines) if line.startswith(f"claim {new_epoch} ") and "granted" in line]
         if claims:
             late += sum(1 for line in lines[claims[0]:] if line.startswith(f"accepted {old_epoch} "))
+        refused += sum(1 for line in lines if line.startswith(f"refused {old_epoch} "))
     assert late == 0
-    wait_for(lambda: engines.slots("web") == {1: 1, 2: 1, 3: 1}, 20)
+    assert refused >= 1          # the old leader did try, and the nodes said no
+    wait_for(lambda: engines.slots("web") == {n: 1 for n in range(1, 7)}, 30)
     clean(ha, engines)
 
 
@@ -195,8 +204,11 @@ def test_acknowledged_writes_survive_five_leader_kills(ha, engines):
                 lost.append(name)
         elif name not in final or final[name]["replicas"]["desired"] != replicas:
             lost.append(name)
-    print(f"acknowledged writes lost: {len(lost)} of {len(expected)} services checked")
+    checked = [name for name in expected if name not in lost_track]
+    print(f"acknowledged writes lost: {len(lost)} of {len(checked)} services checked "
+          f"({len(lost_track)} left out after a write of unknown outcome)")
     assert lost == []
+    assert len(checked) >= 6
     clean(ha, engines)
 
 
@@ -208,7 +220,7 @@ def iptables(action, source, node_address):
 def test_leader_cut_off_from_two_nodes_is_replaced(ha, engines):
     old = ha.leader()
     source = MASTERS[old][0]
-    for address in ("127.0.0.22", "127.0.0.23"):
+    for address in (NODE2, NODE3):
         iptables("-I", source, address)
     try:
         new = ha.leader(other_than=old)
@@ -217,7 +229,7 @@ def test_leader_cut_off_from_two_nodes_is_replaced(ha, engines):
                        via=new).status_code == 201
         assert sorted(engines.counts("web").values()) == [1, 1, 1]
     finally:
-        for address in ("127.0.0.22", "127.0.0.23"):
+        for address in (NODE2, NODE3):
             iptables("-D", source, address)
     clean(ha, engines)
 
@@ -225,7 +237,7 @@ def test_leader_cut_off_from_two_nodes_is_replaced(ha, engines):
 def test_without_a_majority_nobody_acts(ha, engines):
     assert ha.call("POST", "/service", {"name": "web", "image": "bicycle/demo:1", "replicas": 3}).status_code == 201
     running = {c.id for c in engines.containers("web")["node1"]}
-    rules = [(MASTERS[m][0], a) for m in MASTERS for a in ("127.0.0.22", "127.0.0.23")]
+    rules = [(MASTERS[m][0], a) for m in MASTERS for a in (NODE2, NODE3)]
     for source, address in rules:
         iptables("-I", source, address)
     try:

@@ -9,9 +9,11 @@ from types import SimpleNamespace
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+from cryptography.fernet import Fernet
 
 from master.api import MAX_BODY, make_app
 from master.metrics import Metrics
+from master.vault import Vault
 from model import NodeInfo, ServiceSpec
 from store.state import Store
 
@@ -41,8 +43,9 @@ def master():
         inventory=SimpleNamespace(nodes=[NodeInfo(f"node{i}", f"127.0.0.{20 + i}") for i in (1, 2, 3)]),
         views=Untouchable("views"), loop=Untouchable("loop"),
         election=SimpleNamespace(is_leader=lambda: True, role="leader", role_name="leader", epoch=101, reason="",
-                                 replicate=lambda: pytest.fail("a bad request was replicated")),
-        now_iso=lambda: "2024-01-01T00:05:00Z", tokens=TOKENS)
+                                 status=lambda: ("leader", 101),
+                                 change=lambda fn: fn()),
+        now_iso=lambda: "2024-01-01T00:05:00Z", tokens=TOKENS, vault=Vault(Fernet.generate_key()))
     m.wait_settled = lambda *_: pytest.fail("a bad request waited for the loop")
     m.metrics = Metrics(m)
     return m
@@ -129,6 +132,18 @@ def test_invalid_fields_are_422_with_errors(app, unchanged, body, fields):
 def test_a_taken_name_is_409(app, unchanged):
     status, _, payload = call(app, "POST", "/service", dict(GOOD, name="web"))
     assert status == 409 and "web" in payload["message"]
+
+
+def test_a_create_retried_with_the_same_spec_is_200_and_changes_nothing(master, unchanged):
+    """After a 503 (outcome unknown) a client retries the same create: it finds the service."""
+    master.views = SimpleNamespace(service=lambda s: {"name": s.name, "version": s.version})
+    master.loop = SimpleNamespace(event=lambda *_, **__: None, wake=lambda: None)
+    master.wait_settled = lambda *_: True
+    app = make_app(master)
+    status, _, payload = call(app, "POST", "/service", {"name": "web", "image": "nginx:1", "replicas": 2})
+    assert (status, payload) == (200, {"name": "web", "version": 1})
+    status, _, _ = call(app, "POST", "/service", {"name": "web", "image": "nginx:1", "replicas": 3})
+    assert status == 409
 
 
 def test_patch_rejects_bad_fields_and_a_rename(app, unchanged):

@@ -6,11 +6,13 @@ iff node epoch == E) with scheduler.lease's epochs and majorities, and checks
 the promises of design.md ("Lease, fencing and failover") over random
 interleavings and partitions.
 """
+import json
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from model import Lease, Replica, Stamp
 from scheduler import lease as rules
 from scheduler.lease import Watch
 
@@ -81,7 +83,7 @@ def test_must_step_down_scales_with_the_ttl():
 # -- a standby watching the leases --------------------------------------------------
 
 def lease_of(epoch, holder, counter):
-    return (epoch, (epoch, holder, counter))
+    return (epoch, Lease(epoch, holder, counter))
 
 
 FRESH = (0, None)
@@ -197,20 +199,66 @@ def test_quiet_is_counted_against_all_nodes_not_those_answering():
 
 # -- the newest replica --------------------------------------------------------------
 
-def test_highest_replica():
-    assert rules.highest_replica([]) is None
-    assert rules.highest_replica([((0, 0), ""), ((0, 0), "")]) is None
-    assert rules.highest_replica([((101, 4), "a"), ((101, 9), "b"), ((101, 7), "c")]) == ((101, 9), "b")
+def replica(epoch, version, services=(), text=None):
+    doc = {"epoch": epoch, "version": version, "services": list(services), "drained": []}
+    return Replica(Stamp(epoch, version), json.dumps(doc) if text is None else text)
 
 
-def test_highest_replica_ranks_the_epoch_before_the_version():
-    assert rules.highest_replica([((101, 90), "old"), ((202, 3), "new")]) == ((202, 3), "new")
+def best(replicas):
+    found, skipped = rules.best_replica(replicas)
+    return (None if found is None else found[:2]), [(n, r.stamp) for n, r, _ in skipped]
 
 
-def test_highest_replica_skips_nodes_without_a_document():
+def test_best_replica_is_the_newest():
+    assert best({}) == (None, [])
+    assert best({"a": Replica(Stamp(), ""), "b": Replica(Stamp(), "")}) == (None, [])
+    assert best({"a": replica(101, 4), "b": replica(101, 9), "c": replica(101, 7)}) == (("b", Stamp(101, 9)), [])
+
+
+def test_best_replica_ranks_the_epoch_before_the_version():
+    assert best({"a": replica(101, 90), "b": replica(202, 3)}) == (("b", Stamp(202, 3)), [])
+
+
+def test_best_replica_skips_nodes_without_a_document():
     # a version line with no document (state.json missing) is no replica
-    assert rules.highest_replica([((202, 3), ""), ((202, 4), "  \n"), ((101, 1), "x")]) == ((101, 1), "x")
-    assert rules.highest_replica([((0, 0), '{"stray": 1}'), ((101, 1), "x")]) == ((101, 1), "x")
+    assert best({"a": replica(202, 3, text=""), "b": replica(202, 4, text="  \n"), "c": replica(101, 1)}) \
+        == (("c", Stamp(101, 1)), [])
+    assert best({"a": Replica(Stamp(), '{"stray": 1}'), "c": replica(101, 1)}) == (("c", Stamp(101, 1)), [])
+
+
+@pytest.mark.parametrize("bad", [
+    '{"epoch": 202, "version": 9, "services": [{"name": "we',      # torn: the input ended early
+    "",                                                            # empty file, valid state.ver
+    "not json",
+    '[1, 2]',                                                      # JSON, but no state document
+    '{"epoch": 202, "version": 8, "services": []}',                # older than its version file says
+])
+def test_best_replica_falls_back_to_the_newest_one_that_reads(bad):
+    replicas = {"a": Replica(Stamp(202, 9), bad), "b": replica(202, 7), "c": replica(101, 30)}
+    found, skipped = best(replicas)
+    assert found == ("b", Stamp(202, 7))
+    assert skipped == ([("a", Stamp(202, 9))] if bad.strip() else [])
+
+
+def test_a_document_newer_than_its_version_file_counts_at_its_own_stamp():
+    """A node crashed between installing state.json and state.ver: the document
+    (checked whole when it arrived) is newer than the file says, and it may
+    hold an acknowledged write that no other copy of the claim majority has."""
+    newer = Replica(Stamp(202, 9), replica(202, 10).text)
+    assert best({"a": newer, "b": replica(202, 9), "c": replica(202, 8)}) == (("a", Stamp(202, 10)), [])
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.booleans()), max_size=6))
+def test_best_replica_is_the_newest_readable_and_skips_only_newer_ones(entries):
+    replicas = {f"n{i}": replica(e, v) if good else Replica(Stamp(e, v), "{torn")
+                for i, (e, v, good) in enumerate(entries)}
+    found, skipped = rules.best_replica(replicas)
+    readable = [r.stamp for r in replicas.values() if r.present and r.text != "{torn"]
+    if not readable:
+        assert found is None
+    else:
+        assert found[1] == max(readable)
+        assert all(r.stamp > found[1] for _, r, _ in skipped)
 
 
 # -- a model of the whole protocol ----------------------------------------------------
@@ -274,8 +322,8 @@ class Cluster:
         m.seen = max([m.seen] + [a[1] for a in answers])
         granted = [a for a in answers if a[0]]
         if rules.won(len(granted), len(self.nodes)):
-            best = rules.highest_replica([(a[2], "{}") for a in granted])
-            best = best[0] if best else (0, 0)
+            found, _ = rules.best_replica({i: replica(*a[2]) for i, a in enumerate(granted)})
+            best = (found[1].epoch, found[1].version) if found else (0, 0)
             m.leading, m.epoch, m.missed = True, epoch, 0
             if best != (0, 0):
                 m.version = best[1]

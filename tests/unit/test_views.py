@@ -34,7 +34,7 @@ def master():
     m = SimpleNamespace(
         loop=loop, store=store, observation=obs, name="m1", api="127.0.0.1:7070", started_at=T0,
         started_wall=1e9 - 5, peers={}, leader=lambda: None,
-        election=SimpleNamespace(role_name="leader", epoch=101, reason=""),
+        election=SimpleNamespace(role_name="leader", epoch=101, reason="", status=lambda: ("leader", 101)),
         inventory=SimpleNamespace(nodes=[NodeInfo("a", "10.0.0.1"), NodeInfo("b", "10.0.0.2")],
                                   masters=[{"name": "m1", "api": "127.0.0.1:7070"}]))
     m.clock = clock

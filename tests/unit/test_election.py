@@ -1,0 +1,282 @@
+"""master.election against the real node scripts (sh + flock in temporary
+homes, tests/unit/scriptnodes.py), with a fake clock where time matters.
+
+Each test names the fault of the failover review it guards against.
+"""
+import threading
+import time
+
+import pytest
+
+from master.election import LEADER, POLLS_PER_TTL, Election, NotLeader
+from model import ServiceSpec
+from remote import lease as cmd
+from store.state import Store
+from scriptnodes import Clock, ScriptFleet
+
+TTL = 6.0
+SPEC = ServiceSpec(image="bicycle/demo:1")
+NOW = "2026-01-01T00:00:00Z"
+
+
+class Events(list):
+    def __call__(self, kind, message, **fields):
+        self.append((kind, message))
+
+    def saying(self, text):
+        return [m for _, m in self if text in m]
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    return ScriptFleet(tmp_path)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def master(fleet, clock, name="m1", index=1, ttl=TTL):
+    events = Events()
+    e = Election(name, index, fleet, Store(None), {"lease_ttl": ttl}, events, clock=clock, rand=lambda: 0.5)
+    return e, events
+
+
+def settle(*masters):
+    """Wait for the threads an election starts by itself: the first commit of a
+    term, and the copies still on their way to the nodes after a majority took them."""
+    for t in threading.enumerate():
+        if t.name == "first-commit":
+            t.join(10)
+    for e in masters:
+        deadline = time.monotonic() + 10
+        while e.replicator.sending and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def lead(e):
+    """A standby's poll round that campaigns at once (fresh cluster or own name) and wins."""
+    e._poll_round(e.clock())
+    settle()
+    assert e.role == LEADER, e.reason
+    return e.epoch
+
+
+def create(e, name):
+    return e.change(lambda: e.store.create_service(name, SPEC, 1, NOW))
+
+
+def stamps(fleet):
+    return {n: node.file("state.ver") for n, node in fleet.connections.items()}
+
+
+# -- fault 1: a torn or garbled replica never ends the elections ----------------------
+
+def test_a_garbled_newest_replica_is_skipped_and_the_next_newest_adopted(fleet, clock):
+    m1, _ = master(fleet, clock)
+    lead(m1)
+    for name in ("a", "b", "c"):
+        create(m1, name)
+    settle(m1)
+    # A copy newer than any other that does not read (a torn write of an
+    # older node script, a disk fault): valid stamp, broken document.
+    fleet.connections["n1"].write("state.json", '{"epoch": 101, "version": 9, "services": [{"na')
+    fleet.connections["n1"].write("state.ver", "101 9\n")
+    m2, events = master(fleet, clock, "m2", 2)
+    m2._poll_round(clock())
+    clock.advance(TTL)
+    lead(m2)
+    assert m2.epoch == 202
+    assert sorted(s.name for s in m2.store.services()) == ["a", "b", "c"]
+    assert events.saying("the replica on n1 at (101, 9) is unreadable")
+    create(m2, "d")                               # and it takes writes
+    settle(m2)
+    assert set(stamps(fleet).values()) == {"202 4\n"}
+
+
+def test_a_copy_cut_in_the_middle_of_its_input_is_never_installed(fleet, clock):
+    m1, _ = master(fleet, clock)
+    lead(m1)
+    create(m1, "a")
+    fleet.connections["n1"].truncate = 40         # the session to n1 drops mid-send
+    create(m1, "b")                               # n2 and n3 still make a majority
+    assert fleet.connections["n1"].file("state.ver") == "101 1\n"
+    assert '"a"' in fleet.connections["n1"].file("state.json")
+    fleet.connections["n1"].truncate = None
+    m2, events = master(fleet, clock, "m2", 2)
+    m2._poll_round(clock())
+    clock.advance(TTL)
+    lead(m2)
+    assert sorted(s.name for s in m2.store.services()) == ["a", "b"]
+    assert not events.saying("unreadable")
+
+
+def test_a_master_that_cannot_take_office_leaves_the_next_term_to_another(fleet, clock):
+    m1, _ = master(fleet, clock)
+    lead(m1)
+    create(m1, "a")                               # then m1 is gone
+    m2, events = master(fleet, clock, "m2", 2)
+    m3, _ = master(fleet, clock, "m3", 3)
+
+    def disk_full(_):
+        raise OSError("No space left on device")
+    m2.store.set_epoch = disk_full
+    for m in (m2, m3):
+        m._poll_round(clock())
+    clock.advance(TTL)
+    m2._poll_round(clock())                       # wins the claims, cannot take office
+    assert m2.role != LEADER and events.saying("could not take office")
+    for _ in range(3 * POLLS_PER_TTL):            # three ttl of polls by both
+        clock.advance(TTL / POLLS_PER_TTL)
+        for m in (m2, m3):
+            m._poll_round(clock())
+        settle()
+        if m3.role == LEADER:
+            break
+    assert m3.role == LEADER and m2.role != LEADER
+    assert sorted(s.name for s in m3.store.services()) == ["a"]
+
+
+# -- fault 2: a write is acknowledged only under the epoch it was made in --------------
+
+def test_a_write_whose_epoch_ends_before_its_copy_is_not_acknowledged(fleet, clock):
+    m1, _ = master(fleet, clock)
+    first = lead(m1)
+    create(m1, "a")
+
+    def write_while_the_master_loses_and_rewins():
+        m1.store.create_service("b", SPEC, 1, NOW)
+        with m1.lock:
+            m1._step_down("test: the lease was lost")
+        m1._poll_round(clock())                   # its own name on a majority: claims at once
+        assert m1.role == LEADER and m1.epoch > first
+
+    with pytest.raises(NotLeader, match=f"epoch {first} ended"):
+        m1.change(write_while_the_master_loses_and_rewins)
+    settle()
+
+
+# -- fault 3: leftovers of a previous term never depose the new one ---------------------
+
+def rewin(e):
+    with e.lock:
+        e._step_down("test: the lease was lost")
+    return lead(e)
+
+
+def test_a_refusal_of_an_older_epoch_leaves_the_new_term_alone(fleet, clock):
+    m1, events = master(fleet, clock)
+    old = lead(m1)
+    new = rewin(m1)
+    m1.refused("n1", old, "bicycle: fenced: node epoch 201, actor 101")
+    assert (m1.role, m1.epoch) == (LEADER, new)
+    with pytest.raises(NotLeader):
+        m1.ensure_claimed("n2", old)              # stale work is dropped ...
+    assert (m1.role, m1.epoch) == (LEADER, new)   # ... and is no reason to stand down
+    assert not events.saying("fenced")
+
+
+def test_a_claim_of_the_old_epoch_answered_after_a_new_term_began_is_dropped(fleet, clock):
+    m1, _ = master(fleet, clock)
+    old = lead(m1)
+    n1 = fleet.connections["n1"]
+    m1.claimed.pop("n1")
+    real_run = n1.run
+    rewon = []
+
+    def run(argv, timeout=None, stdin=None):
+        if argv[3] == "bicycle-claim" and argv[4] == str(old) and not rewon:
+            rewon.append(rewin(m1))               # the new term begins while this claim travels
+        return real_run(argv, timeout, stdin)
+
+    n1.run = run
+    with pytest.raises(NotLeader):
+        m1.ensure_claimed("n1", old)
+    assert (m1.role, m1.epoch) == (LEADER, rewon[0])
+
+
+def test_a_refusal_of_the_current_epoch_ends_it(fleet, clock):
+    m1, events = master(fleet, clock)
+    epoch = lead(m1)
+    m1.refused("n1", epoch, "bicycle: fenced: node epoch 302, actor 101")
+    assert m1.role != LEADER
+    assert events.saying("refused an action of epoch 101")
+
+
+# -- fault 7: "stops acting at once" holds on every path ---------------------------------
+
+def test_a_leader_past_its_renewal_deadline_neither_acts_nor_says_it_leads(fleet, clock):
+    m1, _ = master(fleet, clock)
+    epoch = lead(m1)
+    clock.advance(2 * TTL / 3 - 0.01)
+    assert m1.current_epoch() == epoch and m1.role_name == LEADER
+    clock.advance(0.02)                           # no renewal round since: too old now
+    assert m1.status() == ("standby", None)       # what /health reports
+    with pytest.raises(NotLeader):
+        m1.check(epoch)
+    with pytest.raises(NotLeader):
+        m1.change(lambda: m1.store.create_service("late", SPEC, 1, NOW))
+
+
+def test_an_adoption_waits_for_a_term_view_in_progress(fleet, clock):
+    m1, _ = master(fleet, clock)
+    lead(m1)
+    create(m1, "a")
+    m2, _ = master(fleet, clock, "m2", 2)
+    m2._poll_round(clock())                       # a standby follows: it holds "a"
+    create(m1, "b")
+    clock.advance(TTL)
+    seen = []
+    with m2.term_lock:                            # the loop reads services and epoch together
+        t = threading.Thread(target=lambda: m2._poll_round(clock()))
+        t.start()
+        t.join(0.5)
+        seen.append(sorted(s.name for s in m2.store.services()))
+    t.join(10)
+    settle()
+    assert seen == [["a"]]                        # nothing was adopted under the reader
+    assert m2.role == LEADER
+    assert sorted(s.name for s in m2.store.services()) == ["a", "b"]
+
+
+# -- fault 4: renewals never starve behind replication or an unreachable node -----------
+
+def test_an_unreachable_node_and_a_burst_of_writes_never_starve_the_renewals(fleet):
+    ttl = 3.0
+    events = Events()
+    m1 = Election("m1", 1, fleet, Store(None), {"lease_ttl": ttl}, events)
+    fleet.connections["n3"].hang = threading.Event()   # never answers: every call runs to its timeout
+    m1.start()
+    try:
+        deadline = time.monotonic() + 20
+        while m1.role != LEADER and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert m1.role == LEADER, m1.reason
+        acknowledged, failed = [], []
+        burst_ends = time.monotonic() + 2 * ttl
+
+        def writer(k):
+            i = 0
+            while time.monotonic() < burst_ends:
+                m1.store.create_service(f"w{k}-{i}", SPEC, 1, NOW)
+                i += 1
+                try:
+                    m1.replicate()
+                    acknowledged.append((k, i))
+                except NotLeader as e:
+                    failed.append(str(e))
+
+        writers = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join(60)
+        time.sleep(ttl)                           # renewals must go on after the burst too
+        assert not events.saying("stops leading"), events
+        assert m1.role == LEADER
+        assert failed == [] and len(acknowledged) >= 16
+    finally:
+        m1.stop()
+        fleet.connections["n3"].hang.set()
+        m1.join(10)
