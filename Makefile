@@ -14,9 +14,10 @@ demo: setup
 stop:
 	@bash scripts/demo.sh stop
 
-## test: unit tests, then cluster tests against a real sandbox (base 127.0.0.21-23).
+## test: unit tests and cluster tests against real sandboxes, three test files at a time
+## (one sandbox per worker: 127.0.0.21-23, 31-33, 91-93; modules with their own use 51-75).
 test: setup
-	$(PY) -m pytest -q tests/unit tests/cluster
+	$(PY) -m pytest -q -n 3 --dist loadfile tests/unit tests/cluster
 
 unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -28,3 +29,5 @@ bench: setup
 	$(PY) bench/converge.py
 	$(PY) bench/heal.py
 	$(PY) bench/failover.py
+	$(PY) bench/failover.py --ttl 2 --quiet 300
+	$(PY) bench/chaos.py --minutes 5

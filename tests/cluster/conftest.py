@@ -1,6 +1,9 @@
 """Fixtures for tests against a real sandbox: 3 nodes on 127.0.0.21-23,
 each with its own sshd and dockerd, and a real master process.
 
+Test files run in parallel (pytest-xdist, one file per worker at a time):
+worker N has a sandbox of its own, on addresses and ports of its own (SLOT).
+
 What runs is checked on the engines themselves (each node's Docker socket),
 not only through Bicycle's answers.
 """
@@ -20,9 +23,21 @@ sys.path.insert(0, ROOT)
 from cli.client import TokenSession  # noqa: E402
 from master import auth  # noqa: E402
 from sandbox import cluster  # noqa: E402
+from sandbox.common import wait_for  # noqa: E402,F401 (the tests' one way to wait)
 
-SANDBOX = os.path.join(ROOT, ".sandbox-test")
-API = "127.0.0.1:7170"
+SLOT = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)   # 0, 1 or 2: three workers at most
+
+
+def port(number):
+    """A TCP port of this worker: `number` is the port worker 0 uses."""
+    return number + 400 * SLOT
+
+
+NODE_BASE = (20, 30, 90)[SLOT]                # nodes on 127.0.0.(NODE_BASE + i); 40-89 belong to others
+NODE_ADDRESSES = [f"127.0.0.{NODE_BASE + i}" for i in (1, 2, 3)]
+MASTER_BASE = 100 + 50 * SLOT                 # extra masters of a test on 127.0.0.(MASTER_BASE + i)
+SANDBOX = os.path.join(ROOT, ".sandbox-test" + (str(SLOT) if SLOT else ""))
+API = f"127.0.0.1:{port(7170)}"
 BASE = f"http://{API}"
 LABEL = "bicycle.service"
 
@@ -74,7 +89,7 @@ def _list(client, label, tries=5):
 
 @pytest.fixture(scope="session")
 def sandbox():
-    path = cluster.up(SANDBOX, nodes=3, base=20, api=API, log=lambda *a: None)
+    path = cluster.up(SANDBOX, nodes=3, base=NODE_BASE, api=API, log=lambda *a: None)
     yield path
     if not os.environ.get("BICYCLE_KEEP_SANDBOX"):
         cluster.down(SANDBOX, log=lambda *a: None)
@@ -158,13 +173,3 @@ http = TokenSession(token)      # the admin token, kept across a standby's 307
 def api(method, path, body=None, **kw):
     return http.request(method, BASE + path, json=body, timeout=kw.pop("timeout", 90), **kw)
 
-
-def wait_for(predicate, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import api, wait_for
+from conftest import NODE_ADDRESSES, api, wait_for
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -114,6 +114,6 @@ def test_duplicate_name_is_409_and_changes_nothing(engines):
 def test_published_port_serves_on_each_node(engines):
     import requests
     create("site", 3, ports=["18080:80"])
-    for i in (21, 22, 23):
-        body = requests.get(f"http://127.0.0.{i}:18080/", timeout=5).text
+    for address in NODE_ADDRESSES:
+        body = requests.get(f"http://{address}:18080/", timeout=5).text
         assert "bicycle demo v1" in body

@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from conftest import SANDBOX, API, api, wait_for
+from conftest import API, NODE_ADDRESSES, NODE_BASE, SANDBOX, api, wait_for
 from master.inventory import load
 from remote.transport import NodeConnection
 from sandbox import cluster
 
 pytestmark = pytest.mark.usefixtures("clean")
 
-NODE2_ADDRESS = "127.0.0.22"
+NODE2_ADDRESS = NODE_ADDRESSES[1]
 
 
 def create(name, replicas, **extra):
@@ -30,7 +30,7 @@ def pids(node):
 
 
 def repair():
-    cluster.up(SANDBOX, nodes=3, base=20, api=API, log=lambda *a: None)
+    cluster.up(SANDBOX, nodes=3, base=NODE_BASE, api=API, log=lambda *a: None)
 
 
 def node_status(name):

@@ -20,7 +20,7 @@ from conftest import ROOT, SANDBOX, api, wait_for
 
 pytestmark = pytest.mark.usefixtures("clean")
 
-RUN = uuid.uuid4().hex[:8]
+RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]     # the same in every worker
 MARKER = f"/tmp/bicycle-pwned-{RUN}"
 PAYLOADS = [
     f"$(touch {MARKER}-a)",

@@ -8,7 +8,7 @@ import threading
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import API, BASE, ROOT, SANDBOX, api, http, token, wait_for
+from conftest import API, BASE, NODE_BASE, ROOT, SANDBOX, api, http, token, wait_for
 from sandbox import cluster
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -39,7 +39,7 @@ def kill_node(name):
 
 
 def repair():
-    cluster.up(SANDBOX, nodes=3, base=20, api=API, log=lambda *a: None)
+    cluster.up(SANDBOX, nodes=3, base=NODE_BASE, api=API, log=lambda *a: None)
 
 
 def node_status(name):

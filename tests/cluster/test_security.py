@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import BASE, ROOT, SANDBOX, api, http, token, wait_for
+from conftest import BASE, ROOT, SANDBOX, api, http, port, token, wait_for
 from master import auth
 from sandbox import cluster, daemons
 from sandbox.common import load as load_sandbox
@@ -131,7 +131,7 @@ def test_a_node_with_another_host_key_is_untrusted_until_pinned(engines, tmp_pat
 
 def sample_ps(stop, seen):
     while not stop.is_set():
-        seen.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+        seen.append(subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout)
         time.sleep(0.05)
 
 
@@ -156,7 +156,9 @@ def test_a_canary_secret_never_shows_outside_the_container(engines, master):
     finally:
         stop.set()
         sampler.join()
-    assert len(seen) > 10
+    # Positive control: the sampler did see the commands that carry the secret
+    # (how many samples that took depends on the machine's load, not on Bicycle).
+    assert any("--env-file /dev/stdin" in sample for sample in seen), f"{len(seen)} samples"
 
     # It did reach every container, as environment.
     containers = [c for cs in engines.containers("vault").values() for c in cs]
@@ -222,16 +224,16 @@ def lone_master(folder, api_address, tls):
 
 def test_tls_serves_https_and_the_cli_verifies_it(tmp_path):
     self_signed(tmp_path)
-    proc, inventory = lone_master(tmp_path, "127.0.0.1:7191", tls=True)
+    proc, inventory = lone_master(tmp_path, f"127.0.0.1:{port(7191)}", tls=True)
     try:
-        url, cert = "https://127.0.0.1:7191", str(tmp_path / "api.crt")
+        url, cert = f"https://127.0.0.1:{port(7191)}", str(tmp_path / "api.crt")
         wait_for(lambda: _answers(f"{url}/health", cert), 20)
         assert requests.get(f"{url}/state", verify=cert, timeout=5).status_code == 401
         admin = auth.load(str(tmp_path / "tokens.json"))[auth.ADMIN]
         r = requests.get(f"{url}/state", verify=cert, timeout=5, headers={"Authorization": f"Bearer {admin}"})
         assert r.status_code == 200 and r.json()["nodes"][0]["name"] == "lonely"
         with pytest.raises(requests.RequestException):       # no plain HTTP on that port
-            requests.get("http://127.0.0.1:7191/health", timeout=5).json()
+            requests.get(f"http://127.0.0.1:{port(7191)}/health", timeout=5).json()
         with pytest.raises(requests.exceptions.SSLError):     # and not without trusting the certificate
             requests.get(f"{url}/health", timeout=5)
         r = subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", str(inventory), "status"],
@@ -242,18 +244,18 @@ def test_tls_serves_https_and_the_cli_verifies_it(tmp_path):
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=20)
-    assert "listening on https://127.0.0.1:7191" in out
+    assert f"listening on https://127.0.0.1:{port(7191)}" in out
     assert "warning" not in err
 
 
 def test_plain_http_off_loopback_starts_with_a_warning(tmp_path):
-    proc, _ = lone_master(tmp_path, "0.0.0.0:7192", tls=False)
+    proc, _ = lone_master(tmp_path, f"0.0.0.0:{port(7192)}", tls=False)
     try:
-        wait_for(lambda: _answers("http://127.0.0.1:7192/health", True), 20)
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port(7192)}/health", True), 20)
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=20)
-    assert "warning" in err and "no TLS" in err and "0.0.0.0:7192" in err
+    assert "warning" in err and "no TLS" in err and f"0.0.0.0:{port(7192)}" in err
 
 
 def _answers(url, verify):
