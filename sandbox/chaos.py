@@ -154,11 +154,16 @@ class Writer(threading.Thread):
         self.client, self.history, self.rng, self.stopping = client, history, rng, stopping
 
     def run(self):
+        present = set()          # names it believes exist: mostly writes that can succeed
         while not self.stopping.is_set():
             name = self.rng.choice(NAMES)
-            op = self.rng.choice(("create", "scale", "scale", "delete"))
-            write(self.client, self.history, op, name, self.rng.randint(0, 3))
-            self.stopping.wait(self.rng.uniform(0.05, 0.3))
+            op = self.rng.choice(("scale", "scale", "delete")) if name in present else "create"
+            status = write(self.client, self.history, op, name, self.rng.randint(0, 3))
+            if status == 404 or (op == "delete" and status in (200, 202)):
+                present.discard(name)
+            elif status in (200, 201, 202, 409):
+                present.add(name)
+            self.stopping.wait(self.rng.uniform(0.05, 0.2))
 
 
 def write(client, history, op, name, replicas, via=None, env=None):

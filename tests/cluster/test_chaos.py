@@ -18,7 +18,7 @@ def test_chaos_loses_no_acknowledged_write_and_fences_every_old_leader(tmp_path)
     try:
         run.up()
         run.chaos(seconds=45)
-        problems = run.check(min_acknowledged=20)
+        problems = run.check(min_acknowledged=15)
     finally:
         run.history.dump(history)
         run.down()
