@@ -25,7 +25,8 @@ from master import auth  # noqa: E402
 from sandbox import cluster  # noqa: E402
 from sandbox.common import wait_for  # noqa: E402,F401 (the tests' one way to wait)
 
-SLOT = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)   # 0, 1 or 2: three workers at most
+# 0-2: pytest-xdist's workers; BICYCLE_TEST_SLOT (3-5) gives a run by hand a sandbox of its own.
+SLOT = int(os.environ.get("BICYCLE_TEST_SLOT") or os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 
 
 def port(number):
@@ -33,9 +34,9 @@ def port(number):
     return number + 400 * SLOT
 
 
-NODE_BASE = (20, 30, 90)[SLOT]                # nodes on 127.0.0.(NODE_BASE + i); 40-89 belong to others
+NODE_BASE = (20, 30, 90, 160, 170, 180)[SLOT]    # nodes on 127.0.0.(NODE_BASE + i); 40-89 belong to others
 NODE_ADDRESSES = [f"127.0.0.{NODE_BASE + i}" for i in (1, 2, 3)]
-MASTER_BASE = 100 + 50 * SLOT                 # extra masters of a test on 127.0.0.(MASTER_BASE + i)
+MASTER_BASE = (100, 150, 200, 210, 220, 230)[SLOT]   # extra masters of a test on 127.0.0.(MASTER_BASE + i)
 SANDBOX = os.path.join(ROOT, ".sandbox-test" + (str(SLOT) if SLOT else ""))
 API = f"127.0.0.1:{port(7170)}"
 BASE = f"http://{API}"
