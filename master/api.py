@@ -61,8 +61,10 @@ def make_app(master):
         raise HTTPError(403, "this token may only read; writes need the admin token")
 
     def leader_only():
-        """Writes go to the leader: a standby answers 307 with its address."""
-        if master.election.is_leader():
+        """Writes go to the leader: a standby answers 307 with its address.
+        While no leader is known yet (this master is starting, or a term is
+        changing hands) a write waits for one, at most 2 x lease_ttl."""
+        if master.election.settle(2 * master.election.ttl):
             return
         leader = master.leader()
         if leader and leader[0] != master.name and leader[1]:

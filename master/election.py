@@ -104,6 +104,20 @@ class Election(threading.Thread):
                 raise NotLeader(self.reason)
             return self.epoch
 
+    def settle(self, timeout):
+        """Wait at most `timeout` s for the election to settle: True once this
+        master leads, False as soon as another master is named leader (or at
+        the end). A write that comes while a master is still starting, or
+        while a term is changing hands, waits here instead of failing."""
+        deadline = time.monotonic() + timeout
+        while not self.is_leader():
+            seen = self.leader_seen
+            if (seen is not None and seen[0] != self.me) or time.monotonic() >= deadline:
+                return False
+            if self.stopping.wait(0.05):
+                return False
+        return True
+
     def check(self, epoch):
         """Raise NotLeader unless `epoch` is the epoch this master acts in now."""
         if self.current_epoch() != epoch:

@@ -24,6 +24,21 @@ def marker(node, error):
     return f"# {node} unreachable: {error}"
 
 
+def split(stdout):
+    """`docker logs --timestamps` output -> ([(stamp, text)] the container wrote,
+    [text] of docker or the engine itself). docker stamps every line of a
+    container; a line without a stamp ("Cannot connect to the Docker daemon
+    ...") is about the node, never the container's output."""
+    rows, errors = [], []
+    for line in stdout.splitlines():
+        stamp, text = parse.log_line(line)
+        if stamp:
+            rows.append((stamp, text))
+        elif line.strip():
+            errors.append(line.strip())
+    return rows, errors
+
+
 def render(c, stamp, text, timestamps):
     return f"{prefix(c)} {stamp} {text}" if timestamps and stamp else f"{prefix(c)} {text}"
 
@@ -54,7 +69,10 @@ class Logs:
 
         def read(c):
             result = self.fleet.connections[c.node].run(commands.logs(c.id, tail, since), timeout=30)
-            return [parse.log_line(line) for line in result.stdout.splitlines()]
+            rows, errors = split(result.stdout)
+            if errors and not parse.only_vanished("\n".join(errors)):
+                raise RemoteError(errors[-1][:300])
+            return rows
 
         results = self.fleet.fan_out_items(read, live)
         batches, failed = [], {}
@@ -89,7 +107,11 @@ class Logs:
             def pump():
                 for line in stream.lines(done):
                     stamp, text = parse.log_line(line)
-                    lines.put(render(c, stamp, text, timestamps))
+                    if stamp:
+                        lines.put(render(c, stamp, text, timestamps))
+                    elif line.strip() and c.node not in told:
+                        told.add(c.node)          # docker's own words: about the node, said once
+                        lines.put(marker(c.node, line.strip()[:300]))
             threading.Thread(target=pump, daemon=True, name=f"logs-{c.name}").start()
 
         first = pick()

@@ -216,8 +216,7 @@ class Loop(threading.Thread):
             stdin = self.vault.env_file(spec.secrets).encode() if spec.secrets else None
             result = self._fenced(action.node, epoch, "run", argv, stdin=stdin)
             if not result.ok:
-                raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip()
-                                   else f"docker run exited {result.exit}")
+                raise RuntimeError(parse.engine_error(result.stderr, result.exit))
             cid = parse.container_id(result.stdout)
         except NotLeader:
             raise
@@ -242,7 +241,7 @@ class Loop(threading.Thread):
         argv = commands.remove(container.id)
         result = self._fenced(container.node, epoch, "remove", argv)
         if not result.ok and "No such container" not in result.stderr:
-            raise RuntimeError(result.stderr.strip() or f"docker rm exited {result.exit}")
+            raise RuntimeError(parse.engine_error(result.stderr, result.exit))
         self.obs.remove(container)
         self.event("removed", f"{container.name} on {container.node} ({reason})",
                    service=container.service, node=container.node, command=argv)

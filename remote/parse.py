@@ -67,6 +67,25 @@ def only_vanished(stderr):
     return bool(lines) and all("No such object" in line or "No such container" in line for line in lines)
 
 
+_HINTS = ("See 'docker", "Run 'docker")            # docker's usage hints after an error
+_PREFIXES = ("docker: ", "Error response from daemon: ")
+
+
+def engine_error(stderr, exit_code):
+    """The engine's own words from a failed docker command, on one line:
+    'Unable to find image ...; pull access denied for ...', without docker's
+    usage hints ("See 'docker run --help'.") that end its stderr."""
+    words = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith(_HINTS):
+            continue
+        for p in _PREFIXES:
+            line = line[len(p):] if line.startswith(p) else line
+        words.append(line)
+    return "; ".join(words)[-500:] or f"docker exited {exit_code}"
+
+
 def container_id(stdout):
     """docker run -d prints the new container's id on its last line."""
     lines = [line.strip() for line in (stdout or "").splitlines() if line.strip()]

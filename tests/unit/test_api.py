@@ -42,7 +42,8 @@ def master():
         name="m1", store=store, settings={"converge_timeout": 1},
         inventory=SimpleNamespace(nodes=[NodeInfo(f"node{i}", f"127.0.0.{20 + i}") for i in (1, 2, 3)]),
         views=Untouchable("views"), loop=Untouchable("loop"),
-        election=SimpleNamespace(is_leader=lambda: True, role="leader", role_name="leader", epoch=101, reason="",
+        election=SimpleNamespace(is_leader=lambda: True, settle=lambda _: True, ttl=6.0, role="leader",
+                                 role_name="leader", epoch=101, reason="",
                                  status=lambda: ("leader", 101),
                                  change=lambda fn: fn()),
         now_iso=lambda: "2024-01-01T00:05:00Z", tokens=TOKENS, vault=Vault(Fernet.generate_key()))

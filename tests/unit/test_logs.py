@@ -3,9 +3,10 @@ import shlex
 
 import pytest
 
-from master.logs import merge, prefix, render, marker
+from master.logs import Logs, merge, prefix, render, marker, split
 from model import Container
 from remote import commands, parse
+from remote.transport import Result
 
 
 def c(slot, node, service="web"):
@@ -57,3 +58,52 @@ def test_prefix_render_and_marker():
     assert render(x, "2026-01-01T00:00:01Z", "hi", timestamps=False) == "web.3@node2 | hi"
     assert render(x, "2026-01-01T00:00:01Z", "hi", timestamps=True) == "web.3@node2 | 2026-01-01T00:00:01Z hi"
     assert marker("node2", "node is down") == "# node2 unreachable: node is down"
+
+
+# -- docker's own words are about the node, never a container's output ----------------
+
+class FakeConnection:
+    def __init__(self, stdout, exit_code):
+        self.answer = Result(exit_code, stdout, "", 0.0)
+
+    def run(self, argv, timeout=None, stdin=None):
+        return self.answer
+
+
+class FakeFleet:
+    def __init__(self, answers):
+        self.connections = {node: FakeConnection(*a) for node, a in answers.items()}
+
+    def fan_out_items(self, fn, items):
+        out = []
+        for item in items:
+            try:
+                out.append(fn(item))
+            except Exception as e:
+                out.append(e)
+        return out
+
+
+class AllReady:
+    def statuses(self, now):
+        return {"node1": "ready", "node2": "ready"}
+
+
+DEAD_ENGINE = ("Cannot connect to the Docker daemon at unix:///run/bicycle-sb/22/docker.sock. "
+               "Is the docker daemon running?\n")
+
+
+def test_split_keeps_the_stamped_lines_and_returns_docker_s_own():
+    out = "2026-11-25T15:44:34.000000001Z hello\nError response from daemon: boom\n"
+    assert split(out) == ([("2026-11-25T15:44:34.000000001Z", "hello")], ["Error response from daemon: boom"])
+
+
+def test_an_engine_that_just_died_gives_a_node_line_not_a_container_line():
+    fleet = FakeFleet({"node1": ("2026-11-25T15:44:34.000000001Z up\n", 0), "node2": (DEAD_ENGINE, 1)})
+    lines = Logs(fleet, AllReady(), lambda: 0.0).snapshot([c(1, "node1"), c(2, "node2")])
+    assert lines == ["# node2 unreachable: " + DEAD_ENGINE.strip(), "web.1@node1 | up"]
+
+
+def test_a_container_removed_while_its_log_was_read_gives_nothing():
+    fleet = FakeFleet({"node1": ("Error response from daemon: No such container: id1node1\n", 1)})
+    assert Logs(fleet, AllReady(), lambda: 0.0).snapshot([c(1, "node1")]) == []

@@ -194,3 +194,27 @@ def test_replica_answers():
 def test_garbage_lease_answers_raise_parse_error(reader, stdout):
     with pytest.raises(ParseError):
         reader(stdout)
+
+
+# -- the engine's own words when a docker command fails ---------------------------------
+
+@pytest.mark.parametrize("stderr, expected", [
+    ("Unable to find image 'nope/x:1' locally\n"
+     "docker: Error response from daemon: pull access denied for nope/x, repository does not exist or may "
+     "require 'docker login': denied: requested access to the resource is denied.\n"
+     "See 'docker run --help'.\n",
+     "Unable to find image 'nope/x:1' locally; pull access denied for nope/x, repository does not exist or may "
+     "require 'docker login': denied: requested access to the resource is denied."),
+    ("docker: Error response from daemon: Conflict. The container name \"/web.1.abc\" is already in use.\n"
+     "Run 'docker run --help' for more information\n",
+     "Conflict. The container name \"/web.1.abc\" is already in use."),
+    ("Unable to find image 'demo:9' locally\n"
+     "docker: Error response from daemon: Get \"https://registry.invalid/v2/\": dial tcp: lookup "
+     "registry.invalid: no such host.\nSee 'docker run --help'.\n",
+     "Unable to find image 'demo:9' locally; Get \"https://registry.invalid/v2/\": dial tcp: lookup "
+     "registry.invalid: no such host."),
+    ("", "docker exited 125"),
+    ("See 'docker run --help'.\n", "docker exited 125"),
+])
+def test_engine_error_keeps_the_engine_s_words_not_docker_s_hints(stderr, expected):
+    assert parse.engine_error(stderr, 125) == expected
