@@ -3,12 +3,12 @@ crash loops, drain. Every outcome is checked on the engines themselves."""
 import os
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import API, NODE_ADDRESSES, NODE_BASE, SANDBOX, api, wait_for
+from sampling import Sampler, engine_events, listing, running_slots
 from master.inventory import load
 from remote.transport import NodeConnection
 from sandbox import cluster
@@ -130,42 +130,75 @@ def test_killed_replica_is_replaced(engines):
     assert sorted(engines.counts("web").values()) == [1, 1, 1]
 
 
-def test_crash_loop_backs_off_and_shows_so(engines):
+CRASH = ["sh", "-c", "echo boom; exit 3"]
+
+
+def lives(events):
+    """[(start, die or None, exit code or None)] of every container, in start order."""
+    runs = {}
+    for e in events:
+        if e.action == "start":
+            runs[e.id] = [e.time, None, None]
+        elif e.action == "die" and e.id in runs:
+            runs[e.id][1:] = [e.time, e.exit_code]
+    return sorted(tuple(r) for r in runs.values())
+
+
+def crash_rows(view):
+    return [b for b in view.get("backoff", []) if b["kind"] == "crash"]
+
+
+def test_crash_loop_backs_off_fails_and_recovers(engines):
+    """A container that dies at once is replaced at once the first time, then
+    after waits that grow (2, 4 ... s), one container at a time (read from the
+    engines' start and die events); the third crash in a row, not an earlier
+    or a later one, makes the service `failed` with the exit in its back-off
+    list; after an update to a command that keeps running, the service is
+    `failed` until the replacement has run 10 s, then `running` without
+    back-off."""
+    since = time.time_ns()
     r = api("POST", "/service?wait=false", {"name": "crashy", "image": "bicycle/demo:1", "replicas": 1,
-                                            "command": ["sh", "-c", "echo boom; exit 3"]})
+                                            "command": CRASH})
     assert r.status_code == 202
-    svc = wait_for(lambda: (lambda s: s if s["status"] == "failed" else None)(
-        api("GET", "/service/crashy").json()), 40)
-    rows = [b for b in svc["backoff"] if b["kind"] == "crash"]
-    assert rows and rows[0]["failures"] >= 3 and "exited with code 3" in rows[0]["message"]
-    # Back-off: after 15 more seconds the slot has crashed a few more times, not dozens.
-    time.sleep(15)
-    rows = [b for b in api("GET", "/service/crashy").json()["backoff"] if b["kind"] == "crash"]
-    assert rows[0]["failures"] <= 8
-    # Only one container at a time fills the slot.
-    assert sum(len(cs) for cs in engines.containers("crashy", running_only=False).values()) <= 1
+    views = []
+
+    def failed():
+        views.append(api("GET", "/service/crashy").json())
+        return views[-1]["status"] == "failed" and views[-1]
+
+    svc = wait_for(failed, 40)
+    assert [row["failures"] for row in crash_rows(svc)] == [3], svc
+    assert "exited with code 3" in crash_rows(svc)[0]["message"]
+    assert sum(e.action == "die" for e in engine_events(engines, "crashy", since)) == 3
+    assert any(a["reason"] == "backing off after failures" for v in views for a in v["plan"]), \
+        "no view showed the slot waiting"
+
+    # A good command: the replacement waits out the back-off, then runs.
+    r = api("PATCH", "/service/crashy", {"command": []})
+    assert r.status_code == 200, r.text
+    assert api("GET", "/service/crashy").json()["status"] == "failed", "failed until a replacement ran 10 s"
+    wait_for(lambda: (lambda v: v["status"] == "running" and "backoff" not in v)(
+        api("GET", "/service/crashy").json()), 30)
+
+    runs = lives(engine_events(engines, "crashy", since))
+    assert [code for _, _, code in runs] == ["3", "3", "3", None], runs   # the last one still runs
+    for (_, died, _), (started, _, _) in zip(runs, runs[1:]):
+        assert started > died, "two containers of one slot at once"
+    waits = [after[0] - before[1] for before, after in zip(runs, runs[1:])]
+    assert waits[0] < waits[1] < waits[2], f"waits do not grow: {waits}"
+    assert waits[1] >= 2 and waits[2] >= 4, f"retried before the back-off ended: {waits}"
 
 
 def test_drain_moves_everything_away_without_losing_replicas(engines):
+    """Draining moves every container start-first (every slot runs at every
+    sample of the engines); the drained node then takes no new work until
+    it is activated."""
     create("web", 6)
-    low = [6]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            low[0] = min(low[0], len(engines.slots("web")))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    with Sampler(lambda: len(running_slots(listing(engines, "web"))), every=0.05) as low:
         r = api("POST", "/nodes/node3/drain")
         assert r.status_code == 200, r.text
         assert r.json()["availability"] == "drain"
-    finally:
-        stop.set()
-        sampler.join()
-    assert low[0] == 6, "fewer running replicas than desired during the drain"
+    assert min(low.samples) == 6, "fewer running replicas than desired during the drain"
     assert engines.containers(running_only=False)["node3"] == []
     wait_for(lambda: healed_on(engines, "web", 6, {"node1", "node2"}), 20)
 
