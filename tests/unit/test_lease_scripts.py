@@ -6,6 +6,7 @@ the parsers are checked together. No network, no Docker.
 """
 import hashlib
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -630,19 +631,26 @@ def test_no_action_of_the_old_epoch_is_accepted_or_still_running_after_a_newer_c
 
 
 def test_renew_is_not_held_up_by_a_running_action(node):
+    """An action that runs until it is released holds the node's action lock;
+    a renewal answers while it still runs (order, not a duration: the action
+    is released only after the renewal answered, or after 10 s if it hangs)."""
     node.claim(7, "m1")
-    long_action = subprocess.Popen(["/bin/sh", *lease.fenced(7, "run", ["sleep", "1.0"])[1:]], env=node.env())
+    release = os.path.join(node.home, "release")
+    wait = f'while [ ! -e {shlex.quote(release)} ]; do sleep 0.01; done'
+    long_action = subprocess.Popen(["/bin/sh", *lease.fenced(7, "run", ["sh", "-c", wait])[1:]], env=node.env())
+    fallback = threading.Timer(10, lambda: open(release, "w").close())
+    fallback.start()
     try:
         deadline = time.monotonic() + 5
         while "accepted 7 7 run" not in node.audit() and time.monotonic() < deadline:
             time.sleep(0.005)
-        started = time.monotonic()
+        assert "accepted 7 7 run" in node.audit()
         assert node.renew(7, "m1") == RenewAnswer(True, 1)
-        assert time.monotonic() - started < 0.5
+        assert not os.path.exists(release) and long_action.poll() is None, "the renewal waited for the action"
     finally:
-        long_action.kill()
-        long_action.wait()
-
+        open(release, "w").close()
+        fallback.cancel()
+        long_action.wait(10)
 
 
 # -- input still arriving holds no lock ---------------------------------------------
