@@ -1,4 +1,6 @@
 """The OpenAPI 3.0 description of the REST API, served at /openapi.json."""
+from master import validate
+
 
 ERROR = {"type": "object", "required": ["message"], "properties": {
     "message": {"type": "string"},
@@ -12,18 +14,36 @@ PORT = {"oneOf": [
         "target": {"type": "integer", "minimum": 1, "maximum": 65535},
         "protocol": {"type": "string", "enum": ["tcp", "udp"]}}}]}
 
+# Strings, keys and sizes as master/validate.py checks them (one definition):
+# what the document calls valid, the API takes.
+TEXT = {"type": "string", "maxLength": validate.MAX_STRING, "pattern": "^[^\\x00]*$"}
+LINE = {"type": "string", "maxLength": validate.MAX_STRING, "pattern": "^[^\\x00\\r\\n]*$"}
+
+
+def _pattern(regex):
+    return "^(" + regex.pattern + ")$"
+
+
+def _mapping(key, value, **extra):
+    """An object of at most MAX_ITEMS keys matching `key` (JSON Schema's
+    propertyNames: schemathesis and other generators honour it)."""
+    return {"type": "object", "maxProperties": validate.MAX_ITEMS,
+            "propertyNames": {"pattern": _pattern(key)}, "additionalProperties": value, **extra}
+
+
 SPEC_FIELDS = {
-    "image": {"type": "string", "maxLength": 400, "example": "bicycle/demo:1"},
-    "replicas": {"type": "integer", "minimum": 0, "maximum": 1000},
-    "command": {"oneOf": [{"type": "string"}, {"type": "array", "maxItems": 100, "items": {"type": "string"}}]},
-    "env": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"}},
-    "ports": {"type": "array", "maxItems": 100, "items": PORT},
-    "labels": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"}},
+    "image": {"type": "string", "maxLength": 400, "pattern": _pattern(validate.IMAGE), "example": "bicycle/demo:1"},
+    "replicas": {"type": "integer", "minimum": 0, "maximum": validate.MAX_REPLICAS},
+    "command": {"oneOf": [{"type": "string"},
+                          {"type": "array", "maxItems": validate.MAX_ITEMS, "items": TEXT}]},
+    "env": _mapping(validate.ENV_KEY, TEXT),
+    "ports": {"type": "array", "maxItems": validate.MAX_ITEMS, "items": PORT},
+    "labels": _mapping(validate.LABEL_KEY, TEXT),
     "restart": {"type": "string", "enum": ["always", "on-failure", "never"], "default": "always"},
-    "secrets": {"type": "object", "maxProperties": 100, "additionalProperties": {"type": "string"},
-                "description": "NAME -> value, given to the containers as environment; shown masked"},
+    "secrets": _mapping(validate.ENV_KEY, LINE,
+                        description="NAME -> value, given to the containers as environment; shown masked"),
 }
-NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
+NAME = {"type": "string", "pattern": _pattern(validate.NAME)}
 
 CONTAINER = {"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "service": {"type": "string"},

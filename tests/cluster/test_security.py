@@ -113,8 +113,10 @@ def test_a_node_with_another_host_key_is_untrusted_until_pinned(engines, tmp_pat
         fingerprint = r.stderr.split("--fingerprint ")[1].split()[0]
         assert cli("node", "trust", "node3", "--fingerprint", "SHA256:wrong").returncode == 1
         assert open(os.path.join(SANDBOX, "known_hosts")).read() == known_hosts
+        os.chmod(os.path.join(SANDBOX, "known_hosts"), 0o644)    # trust must not keep a laxer mode
         r = cli("node", "trust", "node3", "--fingerprint", fingerprint)
         assert r.returncode == 0, r.stderr
+        assert stat.S_IMODE(os.stat(os.path.join(SANDBOX, "known_hosts")).st_mode) == 0o600
         wait_for(lambda: node_status("node3") == "ready", 30)
     finally:
         for f in glob.glob(node.host_key + "*"):
