@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 
+from browser import RED, Browser, dashboard, row, status_colour
 from conftest import BASE, ROOT, SANDBOX, api, http, port, token, wait_for
 from master import auth
 from sandbox import cluster, daemons
@@ -100,6 +101,10 @@ def test_a_node_with_another_host_key_is_untrusted_until_pinned(engines, tmp_pat
         wait_for(lambda: any(e["kind"] == "untrusted" and "node3" in e["message"] and "SHA256:" in e["message"]
                              for e in api("GET", "/events", params={"limit": 200}).json()), 10)
         on_node3 = {c.id for c in engines.containers(running_only=False)["node3"]}
+        with Browser(tmp_path / "profile") as browser:     # the dashboard shows it in red
+            dashboard(browser)
+            wait_for(lambda: row(browser, "nodes", "node", "node3")[2] == "untrusted", 10)
+            assert status_colour(browser, "node3") == RED and status_colour(browser, "node1") != RED
 
         # Its slot moves away and new work never goes there.
         api("PATCH", "/service/web", {"replicas": 6}, params={"wait": "false"}).raise_for_status()
