@@ -4,6 +4,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 
 import click
 
@@ -58,6 +59,14 @@ def _client(ctx):
             raise Fail(f"{e}; or set BICYCLE_TOKEN") from None
     scheme, verify = (inventory.scheme, inventory.verify) if inventory else ("http", True)
     return Client(api, token=token, scheme=scheme, verify=verify)
+
+
+def _segment(name):
+    """A service or node name as one segment of an API path: quoted, so that a
+    '/', '?' or '#' in it never makes the request reach another endpoint."""
+    if name in (".", ".."):
+        raise Fail(f"{name!r} is not a valid name")
+    return urllib.parse.quote(name, safe="")
 
 
 def _call(ctx, method, path, body=None, params=None):
@@ -218,7 +227,7 @@ def service_ls(ctx):
 @click.pass_context
 def service_ps(ctx, name):
     """The containers of one service."""
-    _, svc = _call(ctx, "GET", f"/service/{name}")
+    _, svc = _call(ctx, "GET", f"/service/{_segment(name)}")
     _print_service(svc)
 
 
@@ -229,7 +238,7 @@ def service_ps(ctx, name):
 @click.pass_context
 def service_scale(ctx, name, replicas, no_wait):
     """Change the number of replicas."""
-    _, svc = _call(ctx, "PATCH", f"/service/{name}", {"replicas": replicas},
+    _, svc = _call(ctx, "PATCH", f"/service/{_segment(name)}", {"replicas": replicas},
                    {"wait": "false" if no_wait else "true"})
     _print_service(svc)
 
@@ -247,7 +256,7 @@ def service_update(ctx, name, image, secret, no_wait):
             if v is not None}
     if not body:
         raise Fail("nothing to change: give --image or --secret")
-    _, svc = _call(ctx, "PATCH", f"/service/{name}", body, {"wait": "false" if no_wait else "true"})
+    _, svc = _call(ctx, "PATCH", f"/service/{_segment(name)}", body, {"wait": "false" if no_wait else "true"})
     _print_service(svc)
 
 
@@ -257,7 +266,7 @@ def service_update(ctx, name, image, secret, no_wait):
 @click.pass_context
 def service_rm(ctx, name, no_wait):
     """Remove a service and its containers."""
-    _, payload = _call(ctx, "DELETE", f"/service/{name}", params={"wait": "false" if no_wait else "true"})
+    _, payload = _call(ctx, "DELETE", f"/service/{_segment(name)}", params={"wait": "false" if no_wait else "true"})
     click.echo(payload.get("message") or f"service {name} is being deleted")
 
 
@@ -280,7 +289,7 @@ def node_ls(ctx):
 @click.pass_context
 def node_drain(ctx, name, no_wait):
     """Move a node's containers away (start-first); it takes no new work."""
-    code, n = _call(ctx, "POST", f"/nodes/{name}/drain", params={"wait": "false" if no_wait else "true"})
+    code, n = _call(ctx, "POST", f"/nodes/{_segment(name)}/drain", params={"wait": "false" if no_wait else "true"})
     state = "empty" if code == 200 else "still moving containers"
     click.echo(f"node {name} drained ({state}, {n['containers']} containers left)")
 
@@ -290,7 +299,7 @@ def node_drain(ctx, name, no_wait):
 @click.pass_context
 def node_activate(ctx, name):
     """Let a drained node take work again."""
-    _call(ctx, "POST", f"/nodes/{name}/activate")
+    _call(ctx, "POST", f"/nodes/{_segment(name)}/activate")
     click.echo(f"node {name} active")
 
 
@@ -340,7 +349,7 @@ def node_trust(ctx, name, fingerprint, yes):
 @click.pass_context
 def logs(ctx, service_name, follow, tail, since, node, timestamps):
     """Merged logs of a service's containers (SERVICE_NAME '-' with --node for a node's)."""
-    path = f"/nodes/{node}/logs" if node else f"/service/{service_name}/logs"
+    path = f"/nodes/{_segment(node)}/logs" if node else f"/service/{_segment(service_name)}/logs"
     params = {"tail": tail, "follow": str(follow).lower(), "timestamps": str(timestamps).lower()}
     if since:
         params["since"] = since
@@ -354,12 +363,12 @@ def logs(ctx, service_name, follow, tail, since, node, timestamps):
 def top(ctx, service_name, node):
     """CPU and memory per container (of a service, a node, or everything)."""
     if service_name:
-        paths = [f"/service/{service_name}/stats"]
+        paths = [f"/service/{_segment(service_name)}/stats"]
     elif node:
-        paths = [f"/nodes/{node}/stats"]
+        paths = [f"/nodes/{_segment(node)}/stats"]
     else:
         _, nodes = _call(ctx, "GET", "/nodes")
-        paths = [f"/nodes/{n['name']}/stats" for n in nodes]
+        paths = [f"/nodes/{_segment(n['name'])}/stats" for n in nodes]
     rows, errors = [], {}
     for path in paths:
         _, answer = _call(ctx, "GET", path)

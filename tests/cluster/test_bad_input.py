@@ -73,9 +73,15 @@ def test_bad_patch_changes_nothing(existing, engines):
     assert desired() == services and engine_snapshot(engines) == containers
 
 
-def test_unknown_service_and_path_are_json_404(existing):
+def test_unknown_service_and_path_are_json_404(existing, engines):
+    services, containers = existing
     assert api("GET", "/service/nope").status_code == 404
-    assert api("DELETE", "/service/nope").json()["message"]
+    for params in ({}, {"wait": "false"}):
+        r = api("DELETE", "/service/nope", params=params)
+        assert r.status_code == 404, r.text
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert list(r.json()) == ["message"] and "'nope'" in r.json()["message"]
+    assert desired() == services and engine_snapshot(engines) == containers
     r = api("GET", "/nothing-here")
     assert r.status_code == 404 and r.json()["message"]
     assert api("PUT", "/service").status_code == 405

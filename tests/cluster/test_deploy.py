@@ -1,5 +1,6 @@
 """Deploy, scale, update and delete services on the real sandbox, checked on the engines."""
-import json
+import time
+from datetime import datetime
 
 import pytest
 
@@ -92,7 +93,40 @@ def test_state_shows_nodes_services_containers_uptimes(engines):
     assert len(state["containers"]) == 3
     for c in state["containers"]:
         assert c["status"] == "running" and c["uptime_s"] is not None and c["node"] in engines.clients
-    json.dumps(state)
+    # Every container of /state is on its engine: same id, name, node, slot and image.
+    on_engines = {c.id[:12]: (c.name, node, int(c.labels["bicycle.slot"]), c.attrs["Config"]["Image"], c)
+                  for node, cs in engines.containers("web").items() for c in cs}
+    assert {c["id"]: (c["name"], c["node"], c["slot"], c["image"]) for c in state["containers"]} == \
+        {i: v[:4] for i, v in on_engines.items()}
+    # Its times are the engine's own (once a listing has replaced the master's
+    # estimate from when docker run returned), and parse as times.
+    wait_for(lambda: all((c["created_at"], c["started_at"]) ==
+                         (on_engines[c["id"]][4].attrs["Created"], on_engines[c["id"]][4].attrs["State"]["StartedAt"])
+                         for c in api("GET", "/state").json()["containers"]), 10)
+    before = time.time()
+    first = api("GET", "/state").json()
+    after = time.time()
+    for c in first["containers"]:
+        created, started = stamp(c["created_at"]), stamp(c["started_at"])
+        assert created <= started <= before
+        # uptime_s is counted from started_at (rounded to 0.1 s) at the time of the read.
+        assert before - started - 0.05 <= c["uptime_s"] <= after - started + 0.05
+    # Uptimes grow from one read to the next, the master's and every container's.
+    uptimes = {c["id"]: c["uptime_s"] for c in first["containers"]}
+
+    def grown():
+        now = api("GET", "/state").json()
+        return now["master"]["uptime_s"] > first["master"]["uptime_s"] and \
+            {c["id"] for c in now["containers"]} == set(uptimes) and \
+            all(c["uptime_s"] > uptimes[c["id"]] for c in now["containers"])
+
+    wait_for(grown, 10)
+
+
+def stamp(text):
+    """Seconds since the epoch of an RFC 3339 time with up to nanoseconds."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (frac or "0"))
 
 
 def test_wait_false_answers_202_then_converges(engines):

@@ -11,12 +11,15 @@ import os
 import shlex
 import subprocess
 import sys
+import traceback
 import urllib.parse
 import uuid
 
 import pytest
+from click.testing import CliRunner
 
-from conftest import ROOT, SANDBOX, api, wait_for
+from conftest import NODE_BASE, ROOT, SANDBOX, api, wait_for
+import bicycle  # noqa: E402 (bicycle.py at the root, on the path conftest sets)
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -117,47 +120,125 @@ def test_free_text_fields_reach_the_container_as_literals(engines):
 
 # -- the CLI ---------------------------------------------------------------------
 
+INVENTORY = os.path.join(SANDBOX, "inventory.yml")
+
+
 def cli(*args, env=None):
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", os.path.join(SANDBOX, "inventory.yml"),
-                        *args], capture_output=True, text=True, timeout=120, env=dict(os.environ, **(env or {})))
+    """A real `bicycle.py` process."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", INVENTORY, *args],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, **(env or {})))
     assert "Traceback" not in r.stderr, r.stderr
     if r.returncode != 0:
         assert r.stderr.strip().count("\n") == 0 or r.stderr.startswith("Usage:"), r.stderr
     return r
 
 
-@pytest.mark.parametrize("payload", PAYLOADS[:6])
-def test_every_cli_option_refuses_or_passes_each_payload_literally(engines, payload, tmp_path):
-    secret_file = tmp_path / "secret"
-    secret_file.write_text(payload.replace("\n", " "))
-    refusals = [
+def cli_here(*args, env=None, inventory=True):
+    """The same command line (bicycle.main, click's parsing included) run in
+    this process, so that every option gets every payload in seconds. Any
+    exception but the CLI's own exit fails the test."""
+    r = CliRunner().invoke(bicycle.main, [*(["-i", INVENTORY] if inventory else []), *args], env=env)
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise AssertionError(f"{args}: " + "".join(traceback.format_exception(*r.exc_info)))
+    if r.exit_code != 0:
+        assert r.stderr.strip().count("\n") == 0 or r.stderr.startswith("Usage:"), (args, r.stderr)
+    return r
+
+
+def cli_refusals(payload, tmp):
+    """Every option and argument of the CLI that takes a value, given `payload`
+    where each of them would have to refuse it: [(argv, env, with -i)]."""
+    missing = f"{tmp}/{payload}"              # a file or folder named like the payload: absent
+    create = ["service", "create", "inj", "--image", "bicycle/demo:1", "--no-wait"]
+    argvs = [
+        # service create: every option
         ["service", "create", payload, "--image", "bicycle/demo:1", "--no-wait"],
         ["service", "create", "inj", "--image", payload, "--no-wait"],
-        ["service", "create", "inj", "--image", "bicycle/demo:1", "--replicas", payload],
-        ["service", "create", "inj", "--image", "bicycle/demo:1", "--publish", payload, "--no-wait"],
-        ["service", "create", "inj", "--image", "bicycle/demo:1", "--env", f"{payload}=v", "--no-wait"],
-        ["service", "create", "inj", "--image", "bicycle/demo:1", "--label", f"{payload}=v", "--no-wait"],
-        ["service", "create", "inj", "--image", "bicycle/demo:1", "--restart", payload],
-        ["service", "create", "inj", "--image", "bicycle/demo:1", "--secret", payload, "--no-wait"],
-        ["service", "create", "inj", "--image", "bicycle/demo:1", "--secret", f"S={payload}", "--no-wait"],
-        ["service", "ps", payload], ["service", "scale", payload, "2"], ["service", "rm", payload],
-        ["service", "update", payload, "--image", "bicycle/demo:2"],
+        [*create, "--replicas", payload], [*create, "--publish", payload],
+        [*create, "--env", f"{payload}=v"], [*create, "--env", payload],
+        [*create, "--label", f"{payload}=v"], [*create, "--label", payload],
+        [*create, "--restart", payload],
+        [*create, "--secret", payload], [*create, "--secret", f"S={payload}"],
+        [*create, "--secret", f"S=@{missing}"], [*create, "--secret", f"{payload}=@{tmp}/ok-secret"],
+        # the other service commands, on a service that exists and on a name that is the payload
+        ["service", "ps", payload], ["service", "scale", payload, "2"], ["service", "scale", "keep", payload],
+        ["service", "rm", payload], ["service", "update", payload, "--image", "bicycle/demo:2"],
+        ["service", "update", "keep", "--image", payload], ["service", "update", "keep", "--secret", payload],
+        ["service", "update", "keep", "--secret", f"S={payload}"],
+        ["service", "update", "keep", "--secret", f"S=@{missing}"],
+        # nodes
         ["node", "drain", payload], ["node", "activate", payload], ["node", "trust", payload],
-        ["logs", payload], ["logs", "-", "--node", payload], ["logs", "x", "--tail", payload],
-        ["logs", "x", "--since", payload], ["top", payload], ["top", "--node", payload],
-        ["events", "--limit", payload], ["--api", payload, "status"], ["up", "--name", payload],
-        ["sandbox", "up", "--api", payload, "--dir", str(tmp_path / "sb")], ["sandbox", "status", "--dir", payload],
+        ["node", "trust", payload, "--yes"], ["node", "trust", "node1", "--fingerprint", payload],
+        # logs, top, events
+        ["logs", payload], ["logs", "-", "--node", payload], ["logs", "keep", "--tail", payload],
+        ["logs", "keep", "--since", payload], ["logs", "-", "--node", "node1", "--tail", payload],
+        ["logs", "-", "--node", "node1", "--since", payload], ["top", payload], ["top", "--node", payload],
+        ["events", "--limit", payload],
+        # the master and the sandbox (an up whose nodes are taken stops before it starts anything)
+        ["--api", payload, "status"], ["up", "--name", payload],
+        ["sandbox", "up", "--api", payload, "--dir", f"{tmp}/sb"], ["sandbox", "up", "--nodes", payload],
+        ["sandbox", "up", "--base", payload], ["sandbox", "up", "--dir", missing, "--base", str(NODE_BASE)],
+        ["sandbox", "status", "--dir", payload], ["sandbox", "status", "--dir", missing],
     ]
-    for argv in refusals:
-        r = cli(*argv)
-        assert r.returncode != 0, argv
-    assert api("GET", "/service").json() == []
+    out = [(argv, None, True) for argv in argvs]
+    out += [(["-i", payload, "status"], None, False), (["-i", missing, "status"], None, False),
+            (["status"], {"BICYCLE_INVENTORY": payload}, False), (["status"], {"BICYCLE_API": payload}, True),
+            (["status"], {"BICYCLE_TOKEN": payload}, True)]
+    return out
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_every_cli_option_refuses_or_passes_each_payload_literally(engines, payload, tmp_path):
+    api("POST", "/service", base(name="keep"), params={"wait": "false"}).raise_for_status()
+    keep = api("GET", "/service/keep").json()
+    (tmp_path / "ok-secret").write_text("v")
+    refusals = cli_refusals(payload, tmp_path)
+    assert len(refusals) >= 45
+    for argv, env, inventory in refusals:
+        r = cli_here(*argv, env=env, inventory=inventory)
+        assert r.exit_code != 0, (argv, env, r.stdout)
+    # Taken as a folder, it is only a name: no sandbox there, nothing to remove or create.
+    r = cli_here("sandbox", "down", "--dir", f"{tmp_path}/{payload}")
+    assert r.exit_code == 0 and not os.path.lexists(f"{tmp_path}/{payload}")
+    assert [(s["name"], s["spec"], s["version"]) for s in api("GET", "/service").json()] == \
+        [("keep", keep["spec"], 1)]
+    assert all(n["availability"] == "active" for n in api("GET", "/nodes").json())
+
+    # Where a value is free text, a real process passes it through as a literal.
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(payload.replace("\n", " "))
     r = cli("service", "create", "inj", "--image", "bicycle/demo:1", "--env", f"E={payload}",
             "--label", f"l={payload}", "--secret", f"S=@{secret_file}", "--secret", "FROM_ENV",
-            "--cmd", f"sh -c 'sleep 3600' literal {shlex.quote(payload)}", env={"FROM_ENV": payload.replace("\n", " ")})
+            "--cmd", f"sh -c 'sleep 3600' literal {shlex.quote(payload)} {payload}",
+            env={"FROM_ENV": payload.replace("\n", " ")})
     assert r.returncode == 0, r.stderr
     (c,) = [c for cs in engines.containers("inj").values() for c in cs]
     assert f"E={payload}" in c.attrs["Config"]["Env"] and c.labels["l"] == payload
     assert f"S={payload.replace(chr(10), ' ')}" in c.attrs["Config"]["Env"]
     assert f"FROM_ENV={payload.replace(chr(10), ' ')}" in c.attrs["Config"]["Env"]
-    assert c.attrs["Config"]["Cmd"][-1] == payload
+    # --cmd is split like a shell would, never run by one: quoted, the payload is one word.
+    assert c.attrs["Config"]["Cmd"] == ["sh", "-c", "sleep 3600", "literal", payload, *shlex.split(payload)]
+    assert markers() == []
+
+
+def test_cli_names_never_reach_another_endpoint():
+    """A name is one segment of the API path: a '/', '?' or '..' in it never
+    turns a command into another one (drain into activate, a scale of
+    'keep?x=' into a scale of keep, a service into the /state document)."""
+    api("POST", "/service", base(name="keep")).raise_for_status()
+    assert api("POST", "/nodes/node1/drain").status_code == 200
+    try:
+        for argv in (["node", "drain", "node1/activate?x="], ["node", "activate", "node1/drain?x="],
+                     ["service", "scale", "keep?x=", "3"], ["service", "update", "keep?x=", "--image", "bicycle/demo:2"],
+                     ["service", "rm", "keep?x="], ["service", "rm", "keep#"], ["service", "ps", "../state"],
+                     ["service", "ps", ".."], ["service", "ps", "."], ["logs", "../nodes/node1"],
+                     ["logs", "-", "--node", "../service/keep"], ["top", "../nodes/node1"],
+                     ["top", "--node", "../service/keep"]):
+            r = cli_here(*argv)
+            assert r.exit_code != 0, (argv, r.stdout)
+        assert [(n["name"], n["availability"]) for n in api("GET", "/nodes").json()] == \
+            [("node1", "drain"), ("node2", "active"), ("node3", "active")]
+        keep = api("GET", "/service/keep").json()
+        assert (keep["version"], keep["replicas"]["desired"], keep["spec"]["image"]) == (1, 1, "bicycle/demo:1")
+    finally:
+        api("POST", "/nodes/node1/activate")
