@@ -14,7 +14,7 @@ from master.election import NotLeader
 from model import Container, DELETE, NEW, READY, UNTRUSTED
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
-from scheduler.reconcile import reconcile, converged
+from scheduler.reconcile import reconcile, converged, stops_first
 
 
 def iso(ts):
@@ -188,7 +188,7 @@ class Loop(threading.Thread):
             if action.kind == "stop":
                 self._remove(action.container, action.reason, epoch)
                 return
-            stop_first = bool(spec.ports) and action.container is not None
+            stop_first = stops_first(action, spec)
             if stop_first:
                 self._remove(action.container, f"{action.reason}, stop-first", epoch)
             placed = self._place(action, spec, epoch)

@@ -218,6 +218,15 @@ def _moves(service, keepers, counts, totals, r, busy, one_per_node, budget):
     return moves
 
 
+def stops_first(action, spec):
+    """Does `action` remove the container it replaces before it starts the new
+    one? Only when the service publishes host ports and the new container goes
+    to the same node: that node's port is taken until the old one is gone. A
+    move to another node starts first, so the service keeps running meanwhile."""
+    return (action.kind == "replace" and bool(spec.ports) and action.container is not None
+            and action.container.node == action.node)
+
+
 def converged(service, observed, node_status, drained=frozenset()):
     """True when every slot has exactly one running container of the current
     spec on a live, undrained node, nothing extra runs and the spread is even."""

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from model import (Action, Container, Port, Service, ServiceSpec, READY, SUSPECT, DOWN, UNKNOWN,
                    NEW, RUNNING, DELETE, RESTART_POLICIES)
 from scheduler.place import choose_node, spread_ok
-from scheduler.reconcile import reconcile, converged
+from scheduler.reconcile import reconcile, converged, stops_first
 
 NOW = 1000.0
 MAX_ROUNDS = 50
@@ -353,6 +353,27 @@ def test_old_spec_is_replaced_on_the_same_node():
     old = container("web", 1, "b", spec=svc("web", 1, image="img:1").spec.digest())
     plan = reconcile([web], [old], NODES3, NOW)
     assert plan.changes == [Action("replace", "web", 1, "b", old, "spec changed")]
+
+
+def test_host_ports_stop_first_only_when_the_replacement_goes_to_the_same_node():
+    site, plain = svc("site", 1, image="img:2", ports=[Port(8080, 80)]), svc("web", 1, image="img:2")
+    old_spec = svc("x", 1, image="img:1").spec.digest()
+    for service, in_place_stops_first in ((site, True), (plain, False)):
+        old = container(service.name, 1, "a", spec=old_spec)
+        # A new spec: replaced on its node, where the old container holds the port.
+        [update] = reconcile([service], [old], NODES3, NOW).changes
+        assert (update.kind, update.node, update.container) == ("replace", "a", old)
+        assert stops_first(update, service.spec) is in_place_stops_first
+        # Its node drained: the replacement goes to another node and starts first.
+        [move] = reconcile([service], [old], NODES3, NOW, drained={"a"}).changes
+        assert move.kind == "replace" and move.node != "a" and move.container == old
+        assert stops_first(move, service.spec) is False
+        current = container(service.name, 1, "a", spec=service.spec.digest())
+        [move] = reconcile([service], [current], NODES3, NOW, drained={"a"}).changes
+        assert move.reason == "node a drained" and stops_first(move, service.spec) is False
+    assert stops_first(Action("place", "site", 1, "a"), site.spec) is False
+    old = container("site", 1, "a", spec=old_spec)
+    assert stops_first(Action("stop", "site", 1, "a", old), site.spec) is False
 
 
 def test_ties_go_to_the_node_with_fewer_containers_overall():
