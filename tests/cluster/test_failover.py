@@ -112,6 +112,13 @@ def test_standby_redirects_writes_and_names_the_leader(ha, engines):
     clean(ha, engines)
 
 
+def rounds(ha, name):
+    """How many reconcile rounds master `name` has run (its own /metrics)."""
+    text = http.get(ha.api(name) + "/metrics", timeout=5).text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("bicycle_reconcile_seconds_count")))
+
+
 def test_sigkill_leader_standby_takes_over_without_touching_containers(ha, engines):
     assert ha.call("POST", "/service", {"name": "web", "image": "bicycle/demo:1", "replicas": 6}).status_code == 201
     before = ids(engines, "web")
@@ -121,7 +128,8 @@ def test_sigkill_leader_standby_takes_over_without_touching_containers(ha, engin
     state = http.get(ha.api(new) + "/state", timeout=10).json()
     assert state["master"]["epoch"] > 0 and state["leader"]["name"] == new
     wait_for(lambda: ha.call("GET", "/service/web", via=new).json()["status"] == "running", 20)
-    time.sleep(2)     # a few reconcile rounds of the new leader
+    seen = rounds(ha, new)
+    wait_for(lambda: rounds(ha, new) >= seen + 3, 20)      # a few reconcile rounds of the new leader
     assert ids(engines, "web") == before
     ha.procs[old].start(role="standby")
     clean(ha, engines)
@@ -141,7 +149,8 @@ def test_paused_leader_is_fenced_on_the_nodes(ha, engines):
         # Work for the new leader too.
         victim = next(c for cs in engines.containers("web").values() for c in cs)
         victim.remove(force=True)
-        time.sleep(2 * TTL)
+        slot = int(victim.labels["bicycle.slot"])
+        wait_for(lambda: engines.slots("web").get(slot) == 1, 20)     # the new leader acted meanwhile
     finally:
         ha.procs[old].send(signal.SIGCONT)
     wait_for(lambda: ha.procs[old].role() == "standby", 20)
