@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Bicycle's command line: parse, call, print, exit code. Nothing else lives here."""
+"""Bicycle's command line: parse the arguments, call the API (or the master
+daemon, the sandbox, the host-key trust step), print, exit code. The work
+itself lives in master/, remote/, sandbox/ and cli/."""
 import json
 import os
 import re
@@ -15,6 +17,7 @@ from cli.client import Client, ClientError  # noqa: E402
 from cli import tables  # noqa: E402
 from master import auth  # noqa: E402
 from master.inventory import API, load, InventoryError  # noqa: E402
+from model import RESTART_POLICIES  # noqa: E402
 
 DEFAULT_INVENTORY = os.path.join(HERE, "inventory.yml")
 API_ADDRESS = re.compile(r"(https?://)?" + API.pattern.strip("^$"))
@@ -195,7 +198,7 @@ def _print_service(svc):
 @click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--publish", "-p", multiple=True, help="PUBLISHED:TARGET[/udp], repeatable.")
 @click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable.")
-@click.option("--restart", type=click.Choice(["always", "on-failure", "never"]), default="always", show_default=True)
+@click.option("--restart", type=click.Choice(RESTART_POLICIES), default="always", show_default=True)
 @click.option("--cmd", default=None, help="Command to run, split like a shell would.")
 @click.option("--secret", "-s", "secret", multiple=True,
               help="NAME (value from the environment variable NAME) or NAME=@FILE, repeatable.")
@@ -314,29 +317,28 @@ def node_trust(ctx, name, fingerprint, yes):
     Without --fingerprint or --yes it only prints the key's fingerprint:
     compare it with the node's own (ssh-keygen -lf on the node) first.
     """
-    import paramiko
     from remote import hostkeys
     inventory = _inventory(ctx.obj["inventory"])
     info = next((n for n in inventory.nodes if n.name == name), None)
     if info is None:
         raise Fail(f"no node named {name!r} in {inventory.path}")
-    try:
-        key = hostkeys.scan(info, timeout=inventory.settings["connect_timeout"])
-    except (paramiko.SSHException, EOFError, OSError) as e:
-        raise Fail(f"{name}: cannot read its host key: {e}") from None
-    found = hostkeys.fingerprint(key)
-    click.echo(f"{name} ({info.address}) presents {key.get_name()} key {found}")
-    if fingerprint is not None and fingerprint != found:
-        raise Fail(f"{name}: the key's fingerprint is {found}, not {fingerprint}: nothing pinned")
-    if fingerprint is None and not yes:
-        raise Fail(f"{name}: not pinned; compare the fingerprint with the node's own and run again with "
-                   f"--fingerprint {found}")
     known_hosts = inventory.settings["known_hosts"]
     try:
-        hostkeys.pin(known_hosts, info, key)
-    except OSError as e:
-        raise Fail(f"cannot write {known_hosts}: {e}") from None
+        seen = hostkeys.trust(known_hosts, info, fingerprint, accept=yes,
+                              timeout=inventory.settings["connect_timeout"])
+    except hostkeys.TrustError as e:
+        _presents(info, e.presented)
+        raise Fail(str(e)) from None
+    _presents(info, seen)
+    if not seen.pinned:
+        raise Fail(f"{name}: not pinned; compare the fingerprint with the node's own and run again with "
+                   f"--fingerprint {seen.fingerprint}")
     click.echo(f"pinned in {known_hosts}; the master uses it from its next connection to {name}")
+
+
+def _presents(info, seen):
+    if seen is not None:
+        click.echo(f"{info.name} ({info.address}) presents {seen.kind} key {seen.fingerprint}")
 
 
 @main.command()

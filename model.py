@@ -1,6 +1,6 @@
 """The nouns of Bicycle as frozen dataclasses. Imports nothing of ours.
 
-Words follow ../shared/design.md: node, service, spec, slot, container,
+Words follow docs/design.md (Words): node, service, spec, slot, container,
 desired, observed, plan. Everything here is plain data: no I/O, no clock.
 """
 from __future__ import annotations
@@ -17,11 +17,14 @@ LABEL_SLOT = "bicycle.slot"
 LABEL_SPEC = "bicycle.spec"
 LABEL_EPOCH = "bicycle.epoch"
 RESTART_POLICIES = ("always", "on-failure", "never")
+# A service or node name: a DNS label (lower case, digits, inner dashes).
+NAME_PATTERN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 SECRET_MASK = "********"          # what the API shows instead of a secret's value
 
 # Node health words.
 READY, SUSPECT, DOWN, UNKNOWN = "ready", "suspect", "down", "unknown"
 UNTRUSTED = "untrusted"          # presents a host key that is not pinned: treated as down
+NODE_STATUSES = (READY, SUSPECT, DOWN, UNKNOWN, UNTRUSTED)
 UNREACHABLE = (DOWN, UNTRUSTED)  # what the master cannot see (nor act on)
 # Stored service states (the API writes NEW and DELETE, the loop RUNNING).
 NEW, RUNNING, DELETE = "NEW", "RUNNING", "DELETE"
@@ -141,6 +144,10 @@ class Action:
       stop    -- remove container
       replace -- run a new container for (service, slot) on node, then remove container
       keep    -- nothing to do; reason says why (waiting, backing off, ...)
+
+    stop_first: a replace that removes container before it runs the new one
+    (the planner sets it where a service with host ports is replaced on the
+    same node, whose port the old container holds).
     """
     kind: str
     service: str
@@ -148,6 +155,7 @@ class Action:
     node: str = ""
     container: Optional[Container] = None
     reason: str = ""
+    stop_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,7 +183,7 @@ def parse_time(ts):
     return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if zone == "Z" else zone)).timestamp()
 
 
-# -- the lease on the nodes (design.md, Lease, fencing and failover) -----------------
+# -- the lease on the nodes (docs/design.md, Lease, fencing and failover) ------------
 
 @dataclass(frozen=True, order=True)
 class Stamp:

@@ -16,7 +16,7 @@ import hmac
 import json
 import secrets
 
-from store.atomic import create_private
+from files import create_private
 
 ADMIN, READ = "admin", "read"
 OPEN_PATHS = frozenset({"/health"})

@@ -15,14 +15,15 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from master import auth
-from master.api import make_app
+from master.api import Desired, Leadership, Monitor, Waits, make_app
 from master.election import Election
+from master.events import EventLog, iso
 from master.logs import Logs
 from master.metrics import Metrics
-from master.loop import Loop, iso
+from master.loop import Loop
 from master.observe import Observation, Prober
 from master.vault import Vault
-from master.view import Views
+from master.view import ThisMaster, Views
 from model import DELETE
 from remote.transport import Fleet
 from store.state import Store
@@ -33,8 +34,7 @@ class Master:
         me = inventory.master(name)
         self.inventory, self.name, self.api = inventory, me["name"], me["api"]
         self.settings = s = inventory.settings
-        self.started_wall = wall()
-        self.started_at = iso(self.started_wall)
+        started_wall = wall()
         self.tokens = auth.load_or_create(s["api"]["tokens"])
         self.vault = Vault.open_or_create(s["secrets_key"])
         self.store = Store(state_file(s["state_file"], self.name, len(inventory.masters)))
@@ -42,20 +42,29 @@ class Master:
                            s["command_timeout"], int(s["per_node_parallelism"]), source=me.get("source"),
                            send_delay=float(s["fenced_send_delay"]))
         self.observation = Observation([n.name for n in inventory.nodes], s, clock=clock)
-        self.loop = Loop(self.store, self.fleet, self.observation, s, clock=clock, wall=wall, vault=self.vault)
-        self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.loop.event, clock,
-                                 on_lead=self.loop.wake)
-        self.loop.election = self.election
+        self.events = EventLog(self.store, wall)
+        wake = threading.Event()            # the loop's: set to start a round soon
+        self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.events.record, clock,
+                                 on_lead=wake.set)
+        self.loop = Loop(self.store, self.fleet, self.observation, self.election, self.events, s,
+                         clock=clock, wall=wall, vault=self.vault, woken=wake)
         self.peers = {}                     # other masters as last seen over HTTP
         self.probers = [Prober(n.name, self.fleet, self.observation, self.loop.stopping, self.now_iso)
                         for n in inventory.nodes]
-        self.views = Views(self)
+        self.views = Views(self.store, self.observation, self.loop, self.election, inventory,
+                           ThisMaster(self.name, self.api, started_wall), self.peers, self.leader)
         self.logs = Logs(self.fleet, self.observation, clock)
-        self.metrics = Metrics(self)
+        self.metrics = Metrics(self.views.state)
         self.loop.on_round = self.metrics.reconcile.observe
         for conn in self.fleet.connections.values():
             conn.on_command = lambda node, seconds: self.metrics.ssh.labels(node).observe(seconds)
-        self.app = make_app(self)
+        self.app = make_app(
+            self.tokens, self.metrics.requests, views=self.views,
+            desired=Desired(self.store, self.vault, [n.name for n in inventory.nodes], self.election.change,
+                            self.events.record, self.loop.wake, self.now_iso),
+            leadership=Leadership(self.name, self.election, self.leader, inventory.url),
+            waits=Waits(s["converge_timeout"], self.wait_settled, self.wait_empty),
+            monitor=Monitor(self.logs, self.observation.containers, self.loop.stopping, self.metrics.render))
         self.server = None
 
     def now_iso(self):
@@ -72,9 +81,7 @@ class Master:
             return True
         if service.state == DELETE:
             return False
-        seen = self.observation.snapshot(self.loop.clock())
-        with self.loop.lock:
-            return self.loop.service_status(service, seen.containers, seen.statuses) in ("running", "failed")
+        return self.views.settled(service)
 
     def wait_empty(self, node, timeout):
         """Block until no Bicycle container is left on `node`; False on timeout."""
@@ -120,7 +127,7 @@ class Master:
         self.election.start()
         threading.Thread(target=self.watch_peers, name="peers", daemon=True).start()
         self.loop.start()
-        self.loop.event("master", f"master {self.name} started")
+        self.events.record("master", f"master {self.name} started")
 
     def stop(self):
         self.election.stop()
@@ -128,7 +135,7 @@ class Master:
         if self.server is not None:
             self.server.stop()
         self.loop.join(timeout=5)
-        self.loop.flush_events()
+        self.events.flush()
         self.fleet.close()
         self.store.close()
 

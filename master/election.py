@@ -33,8 +33,8 @@ from scheduler import lease as rules
 __all__ = ["Election", "NotLeader", "LEADER", "STANDBY"]
 
 LEADER, STANDBY = "leader", "standby"
-# Standbys read the leases 10 times per ttl (design.md says "several"): a read
-# costs ~15 ms per node, and the finer clock shortens a takeover by up to ttl/10.
+# Standbys read the leases 10 times per ttl: a read costs ~15 ms per node, and
+# the finer clock shortens a takeover by up to ttl/10.
 POLLS_PER_TTL = 10
 
 

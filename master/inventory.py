@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from model import NodeInfo
+from model import NAME_PATTERN, NodeInfo
 
-NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NODE_NAME = re.compile(f"^{NAME_PATTERN}$")
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9a-fA-F:]+\]?$")
 API = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
@@ -101,40 +101,50 @@ def load(path):
     def fail(msg, where=""):
         raise InventoryError(f"{path}: {msg}{where}")
 
+    return Inventory(path=path, nodes=_nodes(data, base, fail), masters=_masters(data, fail),
+                     settings=_settings(data, base, fail))
+
+
+def _nodes(data, base, fail):
     nodes_raw = data.get("nodes")
     if not isinstance(nodes_raw, list) or not nodes_raw:
         fail("nodes: must be a non-empty list", _where(data, "nodes") if "nodes" in data else "")
-    nodes = []
-    for i, n in enumerate(nodes_raw):
-        if not isinstance(n, dict):
-            fail(f"nodes[{i}]: must be a mapping")
-        extra = sorted(set(n) - {"name", "host", "port", "user", "key", "labels"})
-        if extra:
-            fail(f"nodes[{i}].{extra[0]}: unknown field", _where(n, extra[0]))
-        name, host, user = n.get("name"), n.get("host"), n.get("user", "root")
-        if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
-            fail(f"nodes[{i}].name: must be lowercase letters, digits or '-'", _where(n))
-        if not isinstance(host, str) or not HOST.fullmatch(host):
-            fail(f"nodes[{i}].host: must be a host name or IP address", _where(n))
-        port = n.get("port", 22)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            fail(f"nodes[{i}].port: must be an integer 1-65535", _where(n, "port") if "port" in n else "")
-        if not isinstance(user, str) or not USER.fullmatch(user):
-            fail(f"nodes[{i}].user: must be a valid user name", _where(n))
-        key = n.get("key")
-        if key is not None and not isinstance(key, str):
-            fail(f"nodes[{i}].key: must be a path", _where(n, "key"))
-        labels = n.get("labels") or {}
-        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-            fail(f"nodes[{i}].labels: must be a mapping of strings", _where(n))
-        nodes.append(NodeInfo(name=name, host=host, port=port, user=user,
-                              key=os.path.join(base, os.path.expanduser(key)) if key else None,
-                              labels=tuple(sorted((str(k), v) for k, v in labels.items()))))
+    nodes = [_node(i, n, base, fail) for i, n in enumerate(nodes_raw)]
     names = [n.name for n in nodes]
     dup = {x for x in names if names.count(x) > 1}
     if dup:
         fail(f"nodes: name {sorted(dup)[0]!r} appears twice")
+    return nodes
 
+
+def _node(i, n, base, fail):
+    if not isinstance(n, dict):
+        fail(f"nodes[{i}]: must be a mapping")
+    extra = sorted(set(n) - {"name", "host", "port", "user", "key", "labels"})
+    if extra:
+        fail(f"nodes[{i}].{extra[0]}: unknown field", _where(n, extra[0]))
+    name, host, user = n.get("name"), n.get("host"), n.get("user", "root")
+    if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
+        fail(f"nodes[{i}].name: must be lowercase letters, digits or '-'", _where(n))
+    if not isinstance(host, str) or not HOST.fullmatch(host):
+        fail(f"nodes[{i}].host: must be a host name or IP address", _where(n))
+    port = n.get("port", 22)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        fail(f"nodes[{i}].port: must be an integer 1-65535", _where(n, "port") if "port" in n else "")
+    if not isinstance(user, str) or not USER.fullmatch(user):
+        fail(f"nodes[{i}].user: must be a valid user name", _where(n))
+    key = n.get("key")
+    if key is not None and not isinstance(key, str):
+        fail(f"nodes[{i}].key: must be a path", _where(n, "key"))
+    labels = n.get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        fail(f"nodes[{i}].labels: must be a mapping of strings", _where(n))
+    return NodeInfo(name=name, host=host, port=port, user=user,
+                    key=os.path.join(base, os.path.expanduser(key)) if key else None,
+                    labels=tuple(sorted((str(k), v) for k, v in labels.items())))
+
+
+def _masters(data, fail):
     masters_raw = data.get("masters") or [{"name": "m1", "api": "127.0.0.1:7070"}]
     if not isinstance(masters_raw, list) or len(masters_raw) >= 100:
         fail("masters: must be a list of at most 99 masters", _where(data, "masters"))
@@ -155,7 +165,10 @@ def load(path):
         if source is not None and (not isinstance(source, str) or not HOST.fullmatch(source)):
             fail(f"masters[{i}].source: must be a local IP address to connect from", _where(m, "source"))
         masters.append({"name": m["name"], "api": api, "source": source, "index": i + 1})
+    return masters
 
+
+def _settings(data, base, fail):
     settings_raw = data.get("settings") or {}
     if not isinstance(settings_raw, dict):
         fail("settings: must be a mapping", _where(data, "settings"))
@@ -175,7 +188,7 @@ def load(path):
     for key in PATHS:
         settings[key] = os.path.join(base, os.path.expanduser(settings[key]))
     settings["api"] = _api_settings(settings_raw.get("api"), settings_raw, base, fail)
-    return Inventory(path=path, nodes=nodes, masters=masters, settings=settings)
+    return settings
 
 
 def _api_settings(raw, parent, base, fail):

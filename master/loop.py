@@ -8,29 +8,39 @@ merged into the observation at once. Failed actions back off exponentially.
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
 from master.election import NotLeader
+from master.events import iso
 from model import Container, DELETE, NEW, READY, UNTRUSTED
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
-from scheduler.reconcile import reconcile, converged, stops_first
+from scheduler.reconcile import reconcile, converged
 
 
-def iso(ts):
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+@dataclass(frozen=True)
+class Bookkeeping:
+    """What the loop knows beyond the store and the observation, copied at
+    once under its lock (for the views)."""
+    busy: frozenset             # services with a placement in flight
+    backoff: dict               # service -> its back-off rows (Backoffs.by_service)
+    drained: frozenset          # nodes that take no work, as of the last round
+    plan: tuple                 # the last round's actions
+    reconcile_seconds: float
+    led: tuple                  # (epoch, reconcile rounds finished as its leader)
 
 
 class Loop(threading.Thread):
-    def __init__(self, store, fleet, observation, settings, clock=time.monotonic, wall=time.time, vault=None):
+    def __init__(self, store, fleet, observation, election, events, settings, clock=time.monotonic,
+                 wall=time.time, vault=None, woken=None):
         super().__init__(name="reconcile", daemon=True)
         self.vault = vault                         # unseals services' secrets for docker run
         self.store, self.fleet, self.obs, self.settings = store, fleet, observation, settings
-        self.election = None                       # set by the master before start()
+        self.election, self.events = election, events
         self.on_round = None                       # callable(seconds) after each round (metrics)
         self.clock, self.wall = clock, wall
         self.stopping = threading.Event()
-        self.woken = threading.Event()
+        self.woken = threading.Event() if woken is None else woken     # set to start a round soon
         self.lock = self.obs.condition()           # the loop's own; probers never take it
         self.pending = {}                          # (service, slot) -> target node
         self.removing = set()                      # container ids being removed
@@ -38,10 +48,6 @@ class Loop(threading.Thread):
         self.ready_since = {}                      # node -> start of its current ready spell
         self.drained = frozenset()                 # nodes that take no work (from the store)
         self.last_plan = ()
-        self._events = []
-        # Events have a lock of their own: any thread may record one while
-        # holding any other lock (the election's, the loop's) without deadlock.
-        self._events_lock = threading.Lock()
         self.reconcile_seconds = 0.0
         self.node_statuses = {}                    # last status seen per node, for transitions
         self.led = (None, 0)                       # (epoch, reconcile rounds finished as its leader)
@@ -67,8 +73,8 @@ class Loop(threading.Thread):
             try:
                 self.step()
             except Exception as e:       # the loop must outlive any one bad round
-                self.event("error", f"reconcile round failed: {type(e).__name__}: {e}")
-            self.flush_events()
+                self.events.record("error", f"reconcile round failed: {type(e).__name__}: {e}")
+            self.events.flush()
             with self.lock:
                 if self.obs.generation != seen:
                     seen = self.obs.generation
@@ -84,7 +90,7 @@ class Loop(threading.Thread):
             statuses, everything = seen.statuses, seen.containers
             self._record_nodes(statuses, now)
             for service, slot, message in self.backoffs.observe(services, everything, now, self.wall()):
-                self.event("exited", f"{service}.{slot}: {message}", service=service)
+                self.events.record("exited", f"{service}.{slot}: {message}", service=service)
             if epoch is None:
                 self.last_plan = ()
                 return               # standbys and cut-off leaders never act
@@ -103,7 +109,7 @@ class Loop(threading.Thread):
             try:
                 self.election.commit(epoch, version)     # outside the lock: it waits for the nodes
             except NotLeader as e:
-                self.event("error", f"removal of {', '.join(forgotten)} not replicated: {e}")
+                self.events.record("error", f"removal of {', '.join(forgotten)} not replicated: {e}")
         self.reconcile_seconds = self.clock() - started
         if self.on_round is not None:
             self.on_round(self.reconcile_seconds)
@@ -132,10 +138,10 @@ class Loop(threading.Thread):
             self.store.set_node(node, status=status, since=iso(self.wall()))
             change = f"node {node} {before or 'new'} -> {status}"
             if status == UNTRUSTED:
-                self.event("untrusted", f"{change}: {error}; nothing is sent to it until its key is pinned "
-                                        f"(bicycle.py node trust {node})", node=node)
+                self.events.record("untrusted", f"{change}: {error}; nothing is sent to it until its key "
+                                                f"is pinned (bicycle.py node trust {node})", node=node)
             else:
-                self.event("node", change + (f" ({error})" if error else ""), node=node)
+                self.events.record("node", change + (f" ({error})" if error else ""), node=node)
 
     def _record_progress(self, services, observed, statuses, epoch):
         """Mark converged services; forget deleted ones (a change of `epoch`).
@@ -147,7 +153,8 @@ class Loop(threading.Thread):
                 continue
             if s.state == NEW:
                 self.store.mark_running(s.name, s.version)
-                self.event("converged", f"service {s.name} v{s.version} runs {s.replicas} replicas", service=s.name)
+                self.events.record("converged", f"service {s.name} v{s.version} runs {s.replicas} replicas",
+                                   service=s.name)
             elif s.state == DELETE:
                 try:
                     _, version, _ = self.election.local_change(
@@ -156,7 +163,7 @@ class Loop(threading.Thread):
                     break
                 self.backoffs.forget(s.name)
                 forgotten.append(s.name)
-                self.event("deleted", f"service {s.name} removed", service=s.name)
+                self.events.record("deleted", f"service {s.name} removed", service=s.name)
             self.lock.notify_all()
         return forgotten, version
 
@@ -188,16 +195,16 @@ class Loop(threading.Thread):
             if action.kind == "stop":
                 self._remove(action.container, action.reason, epoch)
                 return
-            stop_first = stops_first(action, spec)
-            if stop_first:
+            if action.stop_first:
                 self._remove(action.container, f"{action.reason}, stop-first", epoch)
             placed = self._place(action, spec, epoch)
-            if placed and action.container is not None and not stop_first:
+            if placed and action.container is not None and not action.stop_first:
                 self._remove(action.container, action.reason, epoch)
         except NotLeader as e:
-            self.event("error", f"{action.kind} {action.service}.{action.slot} not done: {e}", service=action.service)
+            self.events.record("error", f"{action.kind} {action.service}.{action.slot} not done: {e}",
+                               service=action.service)
         except Exception as e:
-            self.event("error", f"{action.kind} {action.service}.{action.slot}: {e}", service=action.service)
+            self.events.record("error", f"{action.kind} {action.service}.{action.slot}: {e}", service=action.service)
         finally:
             with self.lock:
                 if action.kind != "stop":
@@ -223,9 +230,9 @@ class Loop(threading.Thread):
         except Exception as e:
             with self.lock:
                 failure = self.backoffs.place_failed(key, self.clock(), str(e))
-            self.event("failed", f"place {name} on {action.node}: {e} "
-                                 f"(retry in {failure.not_before - self.clock():.0f}s)",
-                       service=action.service, node=action.node, command=argv)
+            self.events.record("failed", f"place {name} on {action.node}: {e} "
+                                         f"(retry in {failure.not_before - self.clock():.0f}s)",
+                               service=action.service, node=action.node, command=argv)
             return False
         now = self.wall()
         self.obs.add(Container(id=cid, name=name, node=action.node, service=action.service,
@@ -233,8 +240,8 @@ class Loop(threading.Thread):
                                status="running", created_at=iso(now), started_at=iso(now)))
         with self.lock:
             self.backoffs.place_ok(key)
-        self.event("placed", f"{name} on {action.node} ({action.reason})",
-                   service=action.service, node=action.node, command=argv)
+        self.events.record("placed", f"{name} on {action.node} ({action.reason})",
+                           service=action.service, node=action.node, command=argv)
         return True
 
     def _remove(self, container, reason, epoch):
@@ -243,32 +250,11 @@ class Loop(threading.Thread):
         if not result.ok and "No such container" not in result.stderr:
             raise RuntimeError(parse.engine_error(result.stderr, result.exit))
         self.obs.remove(container)
-        self.event("removed", f"{container.name} on {container.node} ({reason})",
-                   service=container.service, node=container.node, command=argv)
+        self.events.record("removed", f"{container.name} on {container.node} ({reason})",
+                           service=container.service, node=container.node, command=argv)
 
-    # -- events ----------------------------------------------------------------
-    def event(self, kind, message, **fields):
-        with self._events_lock:
-            self._events.append(dict(fields, time=iso(self.wall()), kind=kind, message=message))
-
-    def flush_events(self):
-        with self._events_lock:
-            batch, self._events = self._events, []
-        self.store.add_events(batch)
-
-    # -- views for the API -----------------------------------------------------
-    def service_status(self, service, observed, statuses):
-        if service.state == DELETE:
-            return "deleting"
-        if self.backoffs.failing(service.name) or any(
-                c.service == service.name and c.status == "exited" and c.exit_code != 0
-                and service.spec.restart == "never" for c in observed):
-            return "failed"
-        if converged(service, observed, statuses, self.drained) and \
-                not any(k[0] == service.name for k in self.pending):
-            return "running"
-        return "converging"
-
-    def service_error(self, name):
-        rows = self.backoffs.slots(name, self.clock())
-        return rows[-1]["message"] if rows else None
+    # -- what the views read ---------------------------------------------------
+    def bookkeeping(self):
+        with self.lock:
+            return Bookkeeping(frozenset(key[0] for key in self.pending), self.backoffs.by_service(self.clock()),
+                               self.drained, self.last_plan, self.reconcile_seconds, self.led)

@@ -7,16 +7,17 @@ they happen: reconcile rounds, SSH commands, API requests.
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
+from model import NODE_STATUSES
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-NODE_STATUSES = ("ready", "suspect", "down", "unknown", "untrusted")
 
 
 class StateCollector:
-    def __init__(self, master):
-        self.master = master
+    def __init__(self, state):
+        self.state = state
 
     def collect(self):
-        state = self.master.views.state()
+        state = self.state()
         nodes = GaugeMetricFamily("bicycle_nodes", "Nodes by health status", labels=["status"])
         for status in NODE_STATUSES:
             nodes.add_metric([status], sum(1 for n in state["nodes"] if n["status"] == status))
@@ -38,9 +39,10 @@ class StateCollector:
 
 
 class Metrics:
-    def __init__(self, master):
+    def __init__(self, state):
+        """state: () -> the /state document (master.view.Views.state)."""
         self.registry = CollectorRegistry()
-        self.registry.register(StateCollector(master))
+        self.registry.register(StateCollector(state))
         self.reconcile = Histogram("bicycle_reconcile_seconds", "Duration of one reconcile round",
                                    registry=self.registry,
                                    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))

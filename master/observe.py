@@ -133,9 +133,8 @@ def _first(times):
 
 
 class Observation:
-    def __init__(self, node_names, settings, clock=time.monotonic, wall=None):
+    def __init__(self, node_names, settings, clock=time.monotonic):
         self.clock = clock
-        self.wall = wall
         self.settings = settings
         self.limits = health.Limits.of(settings)
         self.nodes = {n: NodeState(n) for n in node_names}

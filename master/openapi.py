@@ -1,5 +1,6 @@
 """The OpenAPI 3.0 description of the REST API, served at /openapi.json."""
 from master import validate
+from model import NODE_STATUSES, RESTART_POLICIES
 
 
 ERROR = {"type": "object", "required": ["message"], "properties": {
@@ -39,7 +40,7 @@ SPEC_FIELDS = {
     "env": _mapping(validate.ENV_KEY, TEXT),
     "ports": {"type": "array", "maxItems": validate.MAX_ITEMS, "items": PORT},
     "labels": _mapping(validate.LABEL_KEY, TEXT),
-    "restart": {"type": "string", "enum": ["always", "on-failure", "never"], "default": "always"},
+    "restart": {"type": "string", "enum": list(RESTART_POLICIES), "default": "always"},
     "secrets": _mapping(validate.ENV_KEY, LINE,
                         description="NAME -> value, given to the containers as environment; shown masked"),
 }
@@ -72,7 +73,7 @@ SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "
 NODE = {"type": "object", "properties": {
     "name": {"type": "string"}, "address": {"type": "string"}, "user": {"type": "string"},
     "labels": {"type": "object"},
-    "status": {"type": "string", "enum": ["ready", "suspect", "down", "unknown", "untrusted"]},
+    "status": {"type": "string", "enum": list(NODE_STATUSES)},
     "availability": {"type": "string", "enum": ["active", "drain"]},
     "last_seen": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True},
     "containers": {"type": "integer"}}}

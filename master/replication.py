@@ -3,7 +3,7 @@ the adoption of the newest readable copy by a new leader or a standby.
 
 A write is acknowledged only once a majority of ALL nodes holds a copy at
 least as new as the write, sent under the epoch the write was made in
-(design.md, Lease, fencing and failover). Writes are grouped: each node has
+(docs/design.md, Lease, fencing and failover). Writes are grouped: each node has
 at most one replicate in flight, and it always sends the newest snapshot, so
 a burst of writes costs every node a few sends, not one per write, and a slow
 or unreachable node holds up only its own sender, never other nodes' copies

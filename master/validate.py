@@ -6,9 +6,9 @@ pattern here, and quoted again where the command line is built.
 import re
 import shlex
 
-from model import ServiceSpec, Port, RESTART_POLICIES
+from model import NAME_PATTERN, ServiceSpec, Port, RESTART_POLICIES
 
-NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+NAME = re.compile(NAME_PATTERN)
 IMAGE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}(:\d{1,5})?/)?"          # registry host[:port]/
                    r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"  # path
                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?")

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from store.atomic import create_private
+from files import create_private
 
 
 class VaultError(Exception):

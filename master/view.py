@@ -1,18 +1,22 @@
-"""JSON views of the cluster, built from the master's memory only.
+"""JSON views of the cluster, built from the master's memory only; the
+status text of a service (`running`, `converging`, `failed`, `deleting`).
 
 `/state` and `GET /service` never call a node. Each answer reads the world
-once (`World`): one snapshot of the observation (under the observation's own
-small lock), the store's cached services and nodes, and the loop's
-bookkeeping for those services (under the loop's lock, held only for that
-copy); the JSON is built after every lock is released. No lock a prober
-needs is ever held here.
+once (`World`): one copy of the store's cache, one snapshot of the
+observation (under the observation's own small lock), one copy of the loop's
+bookkeeping (under the loop's lock, held only for that copy), and one
+grouping of the containers by service; the JSON is built after every lock is
+released, in time linear in services and containers. No lock a prober needs
+is ever held here.
 """
 import os
 from collections import defaultdict
 from dataclasses import dataclass
 
-from model import UNREACHABLE, parse_time
-from scheduler.reconcile import running_count
+from master.events import iso
+from model import DELETE, UNREACHABLE, parse_time
+from scheduler.backoff import failed
+from scheduler.reconcile import converged, running_count
 
 
 def uptime(started_at, wall_now):
@@ -32,12 +36,25 @@ def container_view(c, wall_now, node_down=False):
     return view
 
 
+def service_status(service, mine, statuses, book):
+    """The status text of a service, from its containers `mine` and the
+    loop's bookkeeping `book`."""
+    if service.state == DELETE:
+        return "deleting"
+    if failed(book.backoff.get(service.name, ())) or any(
+            c.status == "exited" and c.exit_code != 0 and service.spec.restart == "never" for c in mine):
+        return "failed"
+    if converged(service, mine, statuses, book.drained) and service.name not in book.busy:
+        return "running"
+    return "converging"
+
+
 @dataclass(frozen=True)
-class LoopFacts:
-    """The loop's bookkeeping about one service, copied under its lock."""
-    status: str
-    error: object
-    backoff: list
+class ThisMaster:
+    """This master as /state names it."""
+    name: str
+    api: str
+    started_wall: float        # wall-clock time it started
 
 
 @dataclass
@@ -49,65 +66,73 @@ class World:
     observed: dict                 # service -> its containers on reachable nodes
     last_seen: dict                # node -> wall-clock string of its last listing
     errors: dict                   # node -> last probe error
-    services: list                 # the store's services, by name
-    loop: dict                     # service name -> LoopFacts
-    plan: tuple                    # the loop's last plan
-    reconcile_seconds: float
-    led: tuple
+    services: list                 # the services to show, by name
+    stored: object                 # the store's cache (store.state.Cached)
+    book: object                   # the loop's bookkeeping (master.loop.Bookkeeping)
 
 
 class Views:
-    def __init__(self, master):
-        self.m = master
+    def __init__(self, store, observation, loop, election, inventory, me, peers, leader):
+        """loop: its bookkeeping() and clocks; election: its status() and
+        reason; me: a ThisMaster; peers: the other masters as last seen
+        (name -> dict, kept up to date by the daemon); leader: () ->
+        (name, api, epoch) or None."""
+        self.store, self.observation, self.loop, self.election = store, observation, loop, election
+        self.inventory, self.me, self.peers, self.leader = inventory, me, peers, leader
 
-    def _world(self, services):
-        loop = self.m.loop
-        seen = loop.obs.snapshot(loop.clock())
+    def _world(self, services=None):
+        """The world for `services` (default: every stored service)."""
+        stored = self.store.current()
+        if services is None:
+            services = [service for _, service in stored.services.values()]
+        seen = self.observation.snapshot(self.loop.clock())
         observed = defaultdict(list)
         for c in seen.containers:
             if seen.statuses.get(c.node) not in UNREACHABLE:
                 observed[c.service].append(c)
-        services = sorted(services, key=lambda s: s.name)
-        with loop.lock:
-            now = loop.clock()
-            facts = {s.name: LoopFacts(loop.service_status(s, observed.get(s.name, []), seen.statuses),
-                                       loop.service_error(s.name), loop.backoffs.slots(s.name, now))
-                     for s in services}
-            plan, seconds, led = loop.last_plan, loop.reconcile_seconds, loop.led
-        return World(loop.wall(), seen.statuses, seen.containers, observed, seen.last_seen, seen.errors,
-                     services, facts, plan, seconds, led)
+        return World(self.loop.wall(), seen.statuses, seen.containers, observed, seen.last_seen, seen.errors,
+                     sorted(services, key=lambda s: s.name), stored, self.loop.bookkeeping())
 
     # -- services ----------------------------------------------------------------
     def service(self, service, with_containers=True):
         return self._service(self._world([service]), service, with_containers)
 
     def services(self):
-        world = self._world(self.m.store.services())
+        world = self._world()
         return [self._service(world, s, False) for s in world.services]
 
+    def settled(self, service):
+        """True once `service` converged or failed: what a write waits for.
+        Its containers on every node count here, reachable or not."""
+        world = self._world([service])
+        mine = [c for c in world.everything if c.service == service.name]
+        return service_status(service, mine, world.statuses, world.book) in ("running", "failed")
+
     def _service(self, world, service, with_containers):
-        record = self.m.store.record(service.name) or {}
-        facts = world.loop[service.name]
+        kept = world.stored.services.get(service.name)
+        record = kept[0] if kept else {}
+        rows = world.book.backoff.get(service.name, [])
         mine = world.observed.get(service.name, [])
         view = {
             "name": service.name,
             "spec": service.spec.public_dict(),
             "version": service.version,
             "state": service.state,
-            "status": facts.status,
+            "status": service_status(service, mine, world.statuses, world.book),
             "replicas": {"desired": service.replicas,
                          "running": running_count(service, mine, world.statuses)},
             "created_at": record.get("created_at"),
             "updated_at": record.get("updated_at"),
         }
-        if facts.error:
-            view["error"] = facts.error
-        if facts.backoff:
-            view["backoff"] = facts.backoff
+        error = rows[-1]["message"] if rows else None
+        if error:
+            view["error"] = error
+        if rows:
+            view["backoff"] = rows
         if with_containers:
             # The last plan for this service, with the reason of every step (or why nothing moves).
             view["plan"] = [{"kind": a.kind, "slot": a.slot, "node": a.node or None, "reason": a.reason}
-                            for a in world.plan if a.service == service.name]
+                            for a in world.book.plan if a.service == service.name]
             view["containers"] = [container_view(c, world.wall)
                                   for c in sorted(mine, key=lambda c: (c.slot, c.node))]
         return view
@@ -117,44 +142,44 @@ class Views:
         return self._nodes(self._world([]))
 
     def _nodes(self, world):
-        stored = self.m.store.nodes()
         per_node = defaultdict(int)
         for c in world.everything:
             per_node[c.node] += 1
         return [{"name": info.name, "address": info.address, "user": info.user,
                  "labels": dict(info.labels), "status": world.statuses[info.name],
-                 "availability": "drain" if stored.get(info.name, {}).get("drained") else "active",
+                 "availability": "drain" if world.stored.nodes.get(info.name, {}).get("drained") else "active",
                  "last_seen": world.last_seen[info.name], "error": world.errors[info.name] or None,
                  "containers": per_node[info.name]}
-                for info in self.m.inventory.nodes]
+                for info in self.inventory.nodes]
 
     # -- the whole state ---------------------------------------------------------
     def _leader(self):
-        leader = self.m.leader()
+        leader = self.leader()
         return None if leader is None else {"name": leader[0], "api": leader[1], "epoch": leader[2]}
 
     def _masters(self, role, epoch):
         out = []
-        for m in self.m.inventory.masters:
-            if m["name"] == self.m.name:
+        for m in self.inventory.masters:
+            if m["name"] == self.me.name:
                 out.append({"name": m["name"], "api": m["api"], "reachable": True, "role": role, "epoch": epoch})
             else:
-                seen = self.m.peers.get(m["name"], {"reachable": None, "role": None, "epoch": None})
+                seen = self.peers.get(m["name"], {"reachable": None, "role": None, "epoch": None})
                 out.append(dict(seen, name=m["name"], api=m["api"]))
         return out
 
     def state(self):
-        world = self._world(self.m.store.services())
-        role, epoch = self.m.election.status()
+        world = self._world()
+        role, epoch = self.election.status()
+        led = world.book.led
         containers = [container_view(c, world.wall, world.statuses.get(c.node) in UNREACHABLE)
                       for c in sorted(world.everything, key=lambda c: (c.service, c.slot, c.node))]
         return {
-            "master": {"name": self.m.name, "pid": os.getpid(), "api": self.m.api,
-                       "started_at": self.m.started_at,
-                       "uptime_s": round(world.wall - self.m.started_wall, 1), "role": role,
-                       "epoch": epoch, "reason": self.m.election.reason or None,
-                       "reconcile_seconds": round(world.reconcile_seconds, 4),
-                       "rounds_led": world.led[1] if world.led[0] == epoch else 0},
+            "master": {"name": self.me.name, "pid": os.getpid(), "api": self.me.api,
+                       "started_at": iso(self.me.started_wall),
+                       "uptime_s": round(world.wall - self.me.started_wall, 1), "role": role,
+                       "epoch": epoch, "reason": self.election.reason or None,
+                       "reconcile_seconds": round(world.book.reconcile_seconds, 4),
+                       "rounds_led": led[1] if led[0] == epoch else 0},
             "leader": self._leader(),
             "masters": self._masters(role, epoch),
             "nodes": self._nodes(world),

@@ -52,10 +52,6 @@ def remove(container_id):
     return ["docker", "rm", "-f", container_id]
 
 
-def image_id(image):
-    return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
-
-
 def logs(container_id, tail=None, since=None, follow=False):
     """docker logs with timestamps, stderr folded into stdout."""
     argv = ["sh", "-c", 'exec docker logs "$@" 2>&1', "bicycle-logs", "--timestamps"]

@@ -1,5 +1,5 @@
 """Pinned host keys: fingerprints, the policy that refuses unknown keys, and
-the explicit trust step (`bicycle.py node trust`).
+the explicit trust step (`trust`, behind `bicycle.py node trust`).
 
 Bicycle never adds a host key on its own. A node whose key is not in the
 known_hosts file is refused before anything is sent to it (the key check
@@ -9,10 +9,11 @@ import base64
 import hashlib
 import os
 import socket
+from dataclasses import dataclass, replace
 
 import paramiko
 
-from store.atomic import replace_private
+from files import replace_private
 
 
 class HostKeyRefused(paramiko.SSHException):
@@ -21,6 +22,24 @@ class HostKeyRefused(paramiko.SSHException):
     def __init__(self, host, key):
         super().__init__(f"{host} presents {key.get_name()} key {fingerprint(key)}, which is not pinned")
         self.key = key
+
+
+class TrustError(Exception):
+    """`trust` pinned nothing: the node's key could not be read, was not the
+    one expected, or could not be written. `presented` is the key the node
+    showed (a Presented), when it showed one."""
+
+    def __init__(self, message, presented=None):
+        super().__init__(message)
+        self.presented = presented
+
+
+@dataclass(frozen=True)
+class Presented:
+    """The host key a node presents, as `trust` saw it."""
+    kind: str                 # ssh-ed25519, ecdsa-sha2-nistp256, ...
+    fingerprint: str          # SHA256:...
+    pinned: bool              # whether `trust` pinned it
 
 
 class PinnedOnly(paramiko.MissingHostKeyPolicy):
@@ -53,6 +72,28 @@ def scan(node, timeout=5.0, source=None):
         return transport.get_remote_server_key()
     finally:
         transport.close()
+
+
+def trust(known_hosts, node, expected=None, accept=False, timeout=5.0):
+    """Read the host key `node` presents now and pin it in `known_hosts` once
+    the caller vouched for it: its fingerprint is `expected`, or `accept`
+    (trust on first use). Without either it only looks: the answer's `pinned`
+    is False. Returns a Presented; TrustError when nothing could be pinned."""
+    try:
+        key = scan(node, timeout=timeout)
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise TrustError(f"{node.name}: cannot read its host key: {e}") from None
+    seen = Presented(key.get_name(), fingerprint(key), pinned=False)
+    if expected is not None and expected != seen.fingerprint:
+        raise TrustError(f"{node.name}: the key's fingerprint is {seen.fingerprint}, not {expected}: "
+                         f"nothing pinned", seen)
+    if expected is None and not accept:
+        return seen
+    try:
+        pin(known_hosts, node, key)
+    except OSError as e:
+        raise TrustError(f"cannot write {known_hosts}: {e}", seen) from None
+    return replace(seen, pinned=True)
 
 
 def pin(known_hosts, node, key):

@@ -10,6 +10,7 @@ the epoch, to compare with the engines' own start and finish times).
   seconds clears the count.
 - FAILED_AFTER failures in a row make the service `failed` (shown in /state).
 """
+from collections import defaultdict
 from dataclasses import dataclass
 
 from model import parse_time, DELETE
@@ -94,16 +95,23 @@ class Backoffs:
                 del table[key]
 
     def failing(self, service):
-        return any(k[0] == service and f.count >= FAILED_AFTER
-                   for table in (self.place, self.crash) for k, f in table.items())
+        return failed(self.slots(service, 0.0))
 
     def slots(self, service, now):
         """What /state shows: per slot, how many failures and how long until the next try."""
-        rows = {}
+        return self.by_service(now).get(service, [])
+
+    def by_service(self, now):
+        """The rows of `slots` for every service at once: service -> rows."""
+        rows = defaultdict(dict)
         for kind, table in (("place", self.place), ("crash", self.crash)):
             for (name, slot), f in table.items():
-                if name == service:
-                    rows[(slot, kind)] = {"slot": slot, "kind": kind, "failures": f.count,
-                                          "retry_in_s": round(max(0.0, f.not_before - now), 1),
-                                          "message": f.message}
-        return [rows[k] for k in sorted(rows)]
+                rows[name][(slot, kind)] = {"slot": slot, "kind": kind, "failures": f.count,
+                                            "retry_in_s": round(max(0.0, f.not_before - now), 1),
+                                            "message": f.message}
+        return {name: [mine[k] for k in sorted(mine)] for name, mine in rows.items()}
+
+
+def failed(rows):
+    """True when a slot of one service's rows failed FAILED_AFTER times in a row."""
+    return any(r["failures"] >= FAILED_AFTER for r in rows)

@@ -1,4 +1,4 @@
-"""Node health from what a node's prober measured (design.md, Node health):
+"""Node health from what a node's prober measured (docs/design.md, Node health):
 ready, suspect, down, unknown (never answered yet), and untrusted (the node
 presented a host key that is not pinned).
 

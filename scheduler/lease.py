@@ -1,4 +1,4 @@
-"""Lease rules (design.md, Lease, fencing and failover). Pure: times are the
+"""Lease rules (docs/design.md, Lease, fencing and failover). Pure: times are the
 caller's MONOTONIC readings; no timestamp ever crosses machines.
 
 - Epochs are unique to their master: term * SPAN + index (1-based position
@@ -28,10 +28,6 @@ def next_epoch(highest_seen, index):
     """An epoch of master `index` in the term after the highest epoch seen."""
     term = highest_seen // SPAN + 1
     return term * SPAN + index
-
-
-def epoch_master_index(epoch):
-    return epoch % SPAN
 
 
 def won(grants, n_nodes):

@@ -18,12 +18,17 @@ Pure. The loop applies the plan elsewhere (master/loop.py). Rules, in order:
    restored.
 6. Nothing new goes to a node that still has containers to remove: a node
    that comes back first loses its surplus, then gets work again.
+
+Per service, `_reconcile_service` runs named steps (keepers, spread, one
+action per slot, moves) over a `Spread` (scheduler/place.py): the counts per
+node as the round plans them. A `replace` says itself whether it stops first
+(`Action.stop_first`). docs/design.md, The reconcile flow, tells the whole round.
 """
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from model import Action, Plan, READY, SUSPECT, UNKNOWN, DELETE
-from scheduler.place import choose_node, spread_ok
+from scheduler.place import Spread, spread_ok
 
 
 @dataclass
@@ -104,127 +109,157 @@ def _restarts(policy, exit_code):
 
 
 def _reconcile_service(service, mine, r, totals):
+    """The actions for one service: stops, one action per slot, then moves."""
     digest = service.spec.digest()
-    one_per_node = bool(service.spec.ports)
     in_flight = {slot: node for (name, slot), node in r.pending.items() if name == service.name}
+    keepers, stops = _keepers(service, mine, r, in_flight, digest)
+    spread = _spread(service, keepers, in_flight, r, totals, digest)
+    slots, changing = _slot_actions(service, keepers, in_flight, r, spread, digest)
+    busy = set(in_flight) | changing | {slot for slot in keepers if r.waiting(service.name, slot)}
+    return stops + slots + _moves(service, keepers, spread, r, busy, r.max_moves - len(in_flight))
+
+
+def _keepers(service, mine, r, in_flight, digest):
+    """-> ({slot: the container that stays, for now}, stops): per slot without
+    a change under way, the best container stays and the others are stopped,
+    as are the containers of slots above replicas."""
     by_slot = defaultdict(list)
     for c in mine:
         by_slot[c.slot].append(c)
-
-    actions = []
-    keepers = {}          # slot -> container that stays (for now)
+    keepers, stops = {}, []
     for slot, containers in sorted(by_slot.items()):
         if slot in in_flight:
             continue
         if not 1 <= slot <= service.replicas:
-            actions += [_stop(c, "slot above replicas") for c in containers if r.ready(c.node)]
+            stops += [_stop(c, "slot above replicas") for c in containers if r.ready(c.node)]
             continue
         containers.sort(key=lambda c: _rank(c, digest, r))
         keepers[slot] = containers[0]
-        actions += [_stop(c, "duplicate for slot") for c in containers[1:] if r.ready(c.node)]
+        stops += [_stop(c, "duplicate for slot") for c in containers[1:] if r.ready(c.node)]
+    return keepers, stops
 
-    # Counts as they will be after this round: keepers stay where they are.
-    def holds(c):
-        """Settled containers (exited, and their policy keeps them down) hold no place."""
-        return (c.running or _restarts(service.spec.restart, c.exit_code)
-                or (c.spec != digest and c.node in r.eligible))     # to be replaced in place
 
-    counts = Counter(c.node for c in keepers.values() if r.ready(c.node) and holds(c))
+def _holds(c, service, digest, r):
+    """Does container c hold its place on its node? Settled containers
+    (exited, and their policy keeps them down) do not."""
+    return (c.running or _restarts(service.spec.restart, c.exit_code)
+            or (c.spec != digest and c.node in r.eligible))     # to be replaced in place
+
+
+def _spread(service, keepers, in_flight, r, totals, digest):
+    """Counts as they will be after this round: keepers stay where they are,
+    changes under way land where they go."""
+    counts = Counter(c.node for c in keepers.values() if r.ready(c.node) and _holds(c, service, digest, r))
     counts.update(node for slot, node in in_flight.items() if 1 <= slot <= service.replicas)
-    busy = set(in_flight)  # slots with a change under way or planned this round
+    return Spread(r.eligible, counts, totals, bool(service.spec.ports))
 
-    def target(keeper):
-        """Where a replacement goes: the same node unless it is drained."""
-        if keeper is not None and keeper.node in r.eligible:
-            if not holds(keeper):
-                counts[keeper.node] += 1
-            return keeper.node
-        node = choose_node(r.eligible, counts, totals, one_per_node)
-        if node is not None:
-            counts[node] += 1
-            totals[node] += 1
-            if keeper is not None and holds(keeper):
-                counts[keeper.node] -= 1
-        return node
 
+def _slot_actions(service, keepers, in_flight, r, spread, digest):
+    """One action per slot 1..replicas -> (actions, the slots that change or wait to)."""
+    actions, changing = [], set()
     for slot in range(1, service.replicas + 1):
+        keeper = keepers.get(slot)
         if slot in in_flight:
             actions.append(Action("keep", service.name, slot, in_flight[slot], reason="change in progress"))
-            continue
-        keeper = keepers.get(slot)
-        waiting = r.waiting(service.name, slot)
-        if keeper is not None and not r.ready(keeper.node):
+        elif keeper is not None and not r.ready(keeper.node):
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, "node suspect"))
-            continue
-        if keeper is None:
-            why = "slot empty"
-        elif not keeper.running and _restarts(service.spec.restart, keeper.exit_code):
-            why = f"container {keeper.status} (exit {keeper.exit_code})"
-        elif keeper.spec != digest:
-            why = "spec changed"
-        else:
+        elif (why := _change_needed(service, keeper, digest)) is None:
             reason = "running" if keeper.running else f"{keeper.status}, restart={service.spec.restart}"
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, reason))
-            continue
-        busy.add(slot)
-        if waiting:
-            actions.append(Action("keep", service.name, slot, keeper.node if keeper else "", keeper,
-                                  "backing off after failures"))
-            continue
-        node = target(keeper)
-        if node is None:
-            actions.append(Action("keep", service.name, slot, reason="no eligible node"))
-        elif keeper is None:
-            actions.append(Action("place", service.name, slot, node, reason=why))
         else:
-            actions.append(Action("replace", service.name, slot, node, keeper, why))
-
-    busy |= {slot for slot in keepers if r.waiting(service.name, slot)}
-    budget = r.max_moves - len(in_flight)
-    actions += _moves(service, keepers, counts, totals, r, busy, one_per_node, budget)
-    return actions
+            changing.add(slot)
+            actions.append(_change(service, slot, keeper, why, r, spread, digest))
+    return actions, changing
 
 
-def _moves(service, keepers, counts, totals, r, busy, one_per_node, budget):
-    """Start-first moves: off drained nodes first, then fullest -> emptiest."""
+def _change_needed(service, keeper, digest):
+    """Why the slot needs a new container, or None."""
+    if keeper is None:
+        return "slot empty"
+    if not keeper.running and _restarts(service.spec.restart, keeper.exit_code):
+        return f"container {keeper.status} (exit {keeper.exit_code})"
+    if keeper.spec != digest:
+        return "spec changed"
+    return None
+
+
+def _change(service, slot, keeper, why, r, spread, digest):
+    """place or replace the slot's container, unless it backs off or no node fits."""
+    if r.waiting(service.name, slot):
+        return Action("keep", service.name, slot, keeper.node if keeper else "", keeper,
+                      "backing off after failures")
+    node = _target(keeper, r, spread, keeper is not None and _holds(keeper, service, digest, r))
+    if node is None:
+        return Action("keep", service.name, slot, reason="no eligible node")
+    if keeper is None:
+        return Action("place", service.name, slot, node, reason=why)
+    return _replace(service, slot, node, keeper, why)
+
+
+def _target(keeper, r, spread, held):
+    """Where a new container goes: the keeper's node unless it is drained.
+    A keeper that reaches here on an eligible node is restartable or of an
+    older spec, so `_spread` counted it there already."""
+    if keeper is not None and keeper.node in r.eligible:
+        return keeper.node
+    node = spread.choose()
+    if node is not None:
+        if held:
+            spread.move(keeper.node, node)
+        else:
+            spread.add(node)
+    return node
+
+
+def _replace(service, slot, node, old, why):
+    """Start-first, unless the service publishes host ports and the new
+    container goes to the old one's node: the port is taken there until the
+    old container is gone. A move to another node starts first, so the
+    service keeps running meanwhile."""
+    return Action("replace", service.name, slot, node, old, why,
+                  stop_first=bool(service.spec.ports) and old.node == node)
+
+
+def _moves(service, keepers, spread, r, busy, budget):
+    """Start-first moves, at most `budget`: off drained nodes first, then
+    fullest -> emptiest. Slots in `busy` stay where they are."""
+    drains = _drain_moves(service, keepers, spread, r, busy, budget)
+    moved = {a.slot for a in drains}
+    return drains + _rebalance_moves(service, keepers, spread, r, busy | moved, budget - len(drains))
+
+
+def _drain_moves(service, keepers, spread, r, busy, budget):
+    """Keepers on drained (ready) nodes go where the spread says, slot order."""
     moves = []
-
-    def move(slot, dst, why):
-        src = keepers[slot].node
-        busy.add(slot)
-        counts[src] -= 1
-        counts[dst] += 1
-        totals[dst] += 1
-        moves.append(Action("replace", service.name, slot, dst, keepers[slot], why))
-
     for slot, c in sorted(keepers.items()):
         if len(moves) >= budget:
-            return moves
+            break
         if slot in busy or c.node not in r.drained or not r.ready(c.node):
             continue
-        dst = choose_node(r.eligible, counts, totals, one_per_node)
+        dst = spread.choose()
         if dst is None:
             break
-        move(slot, dst, f"node {c.node} drained")
-
-    while len(moves) < budget and not spread_ok(r.eligible, counts):
-        src = max(r.eligible, key=lambda n: (counts[n], -totals[n], n))
-        movable = sorted(s for s, c in keepers.items()
-                         if c.node == src and s not in busy and c.running and r.ready(c.node))
-        dst = choose_node([n for n in r.eligible if n != src], counts, totals, one_per_node)
-        if not movable or dst is None:
-            break
-        move(movable[-1], dst, f"rebalance from {src}")
+        spread.move(c.node, dst)
+        moves.append(_replace(service, slot, dst, c, f"node {c.node} drained"))
     return moves
 
 
-def stops_first(action, spec):
-    """Does `action` remove the container it replaces before it starts the new
-    one? Only when the service publishes host ports and the new container goes
-    to the same node: that node's port is taken until the old one is gone. A
-    move to another node starts first, so the service keeps running meanwhile."""
-    return (action.kind == "replace" and bool(spec.ports) and action.container is not None
-            and action.container.node == action.node)
+def _rebalance_moves(service, keepers, spread, r, busy, budget):
+    """While the spread is uneven, the highest movable slot of the fullest
+    node goes to the node the spread chooses among the others."""
+    moves, busy = [], set(busy)
+    while len(moves) < budget and not spread.even():
+        src = spread.fullest()
+        movable = sorted(s for s, c in keepers.items()
+                         if c.node == src and s not in busy and c.running and r.ready(c.node))
+        dst = spread.choose(exclude=src)
+        if not movable or dst is None:
+            break
+        slot = movable[-1]
+        busy.add(slot)
+        spread.move(src, dst)
+        moves.append(_replace(service, slot, dst, keepers[slot], f"rebalance from {src}"))
+    return moves
 
 
 def converged(service, observed, node_status, drained=frozenset()):

@@ -1,75 +1,20 @@
 """A TinyDB storage that never leaves a torn file.
 
-Every write goes to a temporary file in the same folder, is fsynced, renamed
-over the old file, and the folder is fsynced: a crash leaves the old or the
-new file. The file is created with mode 0600. Reads are served from memory
-after the first load (the text last written, parsed again for each read: a
-fresh copy that TinyDB may change, cheaper than a deep copy): this process is
-the file's only writer, so temporary files of its own name found at start are
-leftovers of a crash and go.
+Every write replaces the file through files.replace_private: a temporary file
+in the same folder, fsynced, renamed over the old file, and the folder
+fsynced, so a crash leaves the old or the new file, mode 0600. Reads are
+served from memory after the first load (the text last written, parsed again
+for each read: a fresh copy that TinyDB may change, cheaper than a deep
+copy): this process is the file's only writer, so temporary files of its own
+name found at start are leftovers of a crash and go.
 """
 import glob
 import json
 import os
-import tempfile
 
 from tinydb.storages import Storage
 
-
-def temporary_prefix(path):
-    """Temporary files of `path` are named .NAME.tmp-XXXX beside it."""
-    return f".{os.path.basename(path)}.tmp-"
-
-
-def replace_private(path, text):
-    """Replace `path` by `text` so that a crash leaves the old or the new file:
-    a temporary file in the same folder (mode 0600), fsync, rename, fsync of
-    the folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=folder)     # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(folder)
-
-
-def create_private(path, text):
-    """Write `text` to `path` with mode 0600 unless `path` exists; True if this
-    call created it. Made under a temporary name, fsynced, then hard-linked
-    into place, so processes racing to create it all end with the one winner."""
-    if os.path.exists(path):
-        return False
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".new-", dir=folder)       # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        os.unlink(tmp)
-    _fsync_folder(folder)
-    return True
-
-
-def _fsync_folder(folder):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from files import replace_private, temporary_prefix
 
 
 class AtomicJSONStorage(Storage):

@@ -98,6 +98,13 @@ class Store:
         """Called with TinyDB's whole content after every write (and at open)."""
         self._cache = self._cache.after(data)
 
+    def current(self):
+        """The cached services, nodes and stamp as one immutable piece: what a
+        reader takes once to answer a whole request. Its documents are shared:
+        read them, never change them."""
+        with self.lock:
+            return self._cache
+
     # -- services ------------------------------------------------------
     def services(self):
         with self.lock:

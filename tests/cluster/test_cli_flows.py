@@ -70,7 +70,7 @@ def spread(engines, service):
 
 def test_expired_wait_answers_202_with_the_stored_service(engines, all_active):
     """README: POST /service answers 201 once converged, waiting at most
-    ?timeout=S; master/api.py answers 202 with the service's state when the
+    ?timeout=S; master/api/ answers 202 with the service's state when the
     wait ends first. Every node is drained, so nothing can converge."""
     drain_all()
     r = api("POST", "/service", {"name": "late", "image": "bicycle/demo:1", "replicas": 2},

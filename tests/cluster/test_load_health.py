@@ -1,5 +1,5 @@
 """Node health under load: API readers and busy engines never make a healthy
-node look dead (design.md, Node health).
+node look dead (docs/design.md, Node health).
 
 - 100 one-replica services, three clients polling /state and GET /service as
   fast as they can, in steady state and then through a rolling update of

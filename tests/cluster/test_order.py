@@ -19,7 +19,7 @@ from sampling import Sampler, engine_events, listing, running_slots
 pytestmark = pytest.mark.usefixtures("clean")
 
 EVERY = 0.1          # seconds between samples of the engines
-MIN_SAMPLES = 5      # a check over fewer samples means nothing
+MIN_SAMPLES = 3      # a check over fewer samples means nothing (a fast move takes 0.3-0.5 s)
 
 
 def create(name, replicas, **extra):

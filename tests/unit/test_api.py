@@ -1,7 +1,9 @@
 """master.api: the Bottle app called in-process as a WSGI app, on bad input only.
 
-Bad requests must be answered before anything reaches the loop, so the fake
-master's loop and views fail the request if they are ever called.
+Bad requests must be answered before anything reaches the loop, so the views,
+the loop's events and wake-ups, the waits and the monitor fail the request
+if they are ever called. The store is a real one in memory, behind the API's
+own door (Desired); this master is the leader and commits at once.
 """
 import io
 import json
@@ -10,20 +12,23 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client import CollectorRegistry, Counter
 
-from master.api import MAX_BODY, make_app
-from master.metrics import Metrics
+from master.api import Desired, Leadership, Waits, make_app
+from master.api.http import MAX_BODY
 from master.vault import Vault
-from model import NodeInfo, ServiceSpec
+from model import ServiceSpec
 from store.state import Store
 
 
 TOKENS = {"admin": "admin-token-0123456789", "read": "read-token-0123456789"}
 ADMIN = {"HTTP_AUTHORIZATION": f"Bearer {TOKENS['admin']}"}
+NODES = ("node1", "node2", "node3")
+LEADING = SimpleNamespace(status=lambda: ("leader", 101), settle=lambda _: True, ttl=6.0, reason="")
 
 
 class Untouchable:
-    """Stands in for the loop and the views: bad input must never get here."""
+    """Stands in for the views, the loop, the waits and the monitor: bad input must never get here."""
 
     def __init__(self, name):
         self.name = name
@@ -34,27 +39,25 @@ class Untouchable:
         return called
 
 
+def make(store, views=Untouchable("views"), loop=Untouchable("loop"), waits=Untouchable("waits")):
+    """The app of master m1 over `store`; `loop` records the events of changes and is woken by them."""
+    desired = Desired(store, Vault(Fernet.generate_key()), NODES, commit=lambda change: change(),
+                      record=loop.record, wake=loop.wake, now_iso=lambda: "2024-01-01T00:05:00Z")
+    requests = Counter("requests", "API requests", ["method", "route", "status"], registry=CollectorRegistry())
+    return make_app(TOKENS, requests, desired, views, Leadership("m1", LEADING, lambda: None, str),
+                    Waits(1, waits.settled, waits.emptied), Untouchable("monitor"))
+
+
 @pytest.fixture
-def master():
+def store():
     store = Store(None)
     store.create_service("web", ServiceSpec(image="nginx:1"), 2, "2024-01-01T00:00:00Z")
-    m = SimpleNamespace(
-        name="m1", store=store, settings={"converge_timeout": 1},
-        inventory=SimpleNamespace(nodes=[NodeInfo(f"node{i}", f"127.0.0.{20 + i}") for i in (1, 2, 3)]),
-        views=Untouchable("views"), loop=Untouchable("loop"),
-        election=SimpleNamespace(is_leader=lambda: True, settle=lambda _: True, ttl=6.0, role="leader",
-                                 role_name="leader", epoch=101, reason="",
-                                 status=lambda: ("leader", 101),
-                                 change=lambda fn: fn()),
-        now_iso=lambda: "2024-01-01T00:05:00Z", tokens=TOKENS, vault=Vault(Fernet.generate_key()))
-    m.wait_settled = lambda *_: pytest.fail("a bad request waited for the loop")
-    m.metrics = Metrics(m)
-    return m
+    return store
 
 
 @pytest.fixture
-def app(master):
-    return make_app(master)
+def app(store):
+    return make(store)
 
 
 def call(app, method, path, body=None, query="", headers=ADMIN):
@@ -82,11 +85,11 @@ def snapshot(store):
 
 
 @pytest.fixture
-def unchanged(master):
+def unchanged(store):
     """Asserts after the test that no bad request changed the store."""
-    before = snapshot(master.store)
+    before = snapshot(store)
     yield
-    assert snapshot(master.store) == before
+    assert snapshot(store) == before
 
 
 GOOD = {"name": "api", "image": "nginx:1.25", "replicas": 2}
@@ -135,12 +138,10 @@ def test_a_taken_name_is_409(app, unchanged):
     assert status == 409 and "web" in payload["message"]
 
 
-def test_a_create_retried_with_the_same_spec_is_200_and_changes_nothing(master, unchanged):
+def test_a_create_retried_with_the_same_spec_is_200_and_changes_nothing(store, unchanged):
     """After a 503 (outcome unknown) a client retries the same create: it finds the service."""
-    master.views = SimpleNamespace(service=lambda s: {"name": s.name, "version": s.version})
-    master.loop = SimpleNamespace(event=lambda *_, **__: None, wake=lambda: None)
-    master.wait_settled = lambda *_: True
-    app = make_app(master)
+    app = make(store, views=SimpleNamespace(service=lambda s: {"name": s.name, "version": s.version}),
+               loop=QUIET_LOOP, waits=SimpleNamespace(settled=lambda *_: True, emptied=None))
     status, _, payload = call(app, "POST", "/service", {"name": "web", "image": "nginx:1", "replicas": 2})
     assert (status, payload) == (200, {"name": "web", "version": 1})
     status, _, _ = call(app, "POST", "/service", {"name": "web", "image": "nginx:1", "replicas": 3})
@@ -153,12 +154,12 @@ def test_patch_rejects_bad_fields_and_a_rename(app, unchanged):
     assert sorted(e["field"] for e in payload["errors"]) == ["name", "replicas"]
 
 
-def test_patch_of_a_deleting_service_is_409(app, master):
-    master.store.mark_delete("web", "2024-01-01T00:01:00Z")
-    before = snapshot(master.store)
+def test_patch_of_a_deleting_service_is_409(app, store):
+    store.mark_delete("web", "2024-01-01T00:01:00Z")
+    before = snapshot(store)
     status, _, _ = call(app, "PATCH", "/service/web", {"replicas": 5})
     assert status == 409
-    assert snapshot(master.store) == before
+    assert snapshot(store) == before
 
 
 @pytest.mark.parametrize("method, path, body", [
@@ -189,14 +190,13 @@ def test_a_wrong_method_is_405_json(app, unchanged, method, path):
     assert (status, payload) == (405, {"message": "method not allowed"})
 
 
-QUIET_LOOP = SimpleNamespace(event=lambda *a, **k: None, wake=lambda: None)
+QUIET_LOOP = SimpleNamespace(record=lambda *a, **k: None, wake=lambda: None)
 BAD_QUERIES = ["wait=maybe", "timeout=abc", "timeout=601", "timeout=-1"]
 
 
 @pytest.mark.parametrize("query", BAD_QUERIES)
-def test_bad_query_parameters_are_400(app, master, query):
-    master.loop = QUIET_LOOP
-    status, _, payload = call(app, "POST", "/service", GOOD, query=query)
+def test_bad_query_parameters_are_400(store, query):
+    status, _, payload = call(make(store, loop=QUIET_LOOP), "POST", "/service", GOOD, query=query)
     assert status == 400 and "query parameter" in payload["message"]
 
 
@@ -204,12 +204,11 @@ def test_bad_query_parameters_are_400(app, master, query):
 @pytest.mark.parametrize("method, path, body", [("POST", "/service", GOOD),
                                                 ("PATCH", "/service/web", {"replicas": 5}),
                                                 ("DELETE", "/service/web", None)])
-def test_bad_query_parameters_are_rejected_before_any_write(app, master, method, path, body, query):
-    master.loop = QUIET_LOOP
-    before = snapshot(master.store)
-    status, _, _ = call(app, method, path, body, query=query)
+def test_bad_query_parameters_are_rejected_before_any_write(store, method, path, body, query):
+    before = snapshot(store)
+    status, _, _ = call(make(store, loop=QUIET_LOOP), method, path, body, query=query)
     assert status == 400
-    assert snapshot(master.store) == before
+    assert snapshot(store) == before
 
 
 def test_health(app):

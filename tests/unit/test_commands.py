@@ -75,10 +75,6 @@ def test_list_containers():
         "if [ -z \"$ids\" ]; then echo \"[]\"; else docker inspect $ids; fi'")
 
 
-def test_image_id():
-    assert line(commands.image_id("nginx:1.25")) == "docker image inspect --format '{{.Id}}' nginx:1.25"
-
-
 def test_container_name():
     assert commands.container_name("web", 3, "a1b2c3") == "web.3.a1b2c3"
 

@@ -6,7 +6,7 @@ to apply a plan:
 - `apply` (test_reconcile): every change of a round succeeds at once;
 - `Cluster` below: like master/loop.py, changes run in the background over
   several steps (a `replace` first adds the new container, then removes the
-  old one, or the other way round when `stops_first`), their slots stay
+  old one, or the other way round when the plan says `stop_first`), their slots stay
   `pending` and the containers they remove stay hidden from reconcile
   (`removing_nodes`) until they finish.
 """
@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 
 from model import Action, Port, READY, SUSPECT, DOWN, DELETE
 from scheduler.place import spread_ok
-from scheduler.reconcile import reconcile, converged, stops_first
+from scheduler.reconcile import reconcile, converged
 
 from test_reconcile import NOW, PROPS, apply, clusters, container, svc
 
@@ -94,13 +94,13 @@ class Cluster:
             if a.container is not None and a.kind in ("stop", "replace"):
                 self.removing.add(a.container.id)
             steps = {"place": ["add"], "stop": ["remove"], "replace": ["add", "remove"]}[a.kind]
-            if stops_first(a, next(s.spec for s in self.services if s.name == a.service)):
+            if a.stop_first:
                 steps = ["remove", "add"]      # host ports, same node: like master/loop.py
             self.ops.append([a, steps])
 
     def advance(self, i):
         """One step of the i-th change under way (start-first: add, then remove;
-        stop-first when stops_first says so)."""
+        stop-first when the action says so)."""
         a, steps = self.ops[i]
         step = steps.pop(0)
         if step == "add":

@@ -1,4 +1,4 @@
-"""remote/hostkeys.py (fingerprints, pin, the refusing policy, scan) and the
+"""remote/hostkeys.py (fingerprints, pin, the refusing policy, scan, trust) and the
 host key check of remote/transport.NodeConnection, against a tiny paramiko
 SSH server this test runs on 127.0.0.1 (ephemeral port, no real node)."""
 import io
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from model import NodeInfo
 from remote import hostkeys
-from remote.hostkeys import HostKeyRefused, PinnedOnly, fingerprint, pin, scan
+from remote.hostkeys import HostKeyRefused, PinnedOnly, TrustError, fingerprint, pin, scan, trust
 from remote.transport import HostKeyError, NodeConnection, RemoteError
 
 
@@ -406,6 +406,62 @@ def test_scan_of_something_that_is_not_ssh_raises_ssh_exception():
     finally:
         t.join(2)
         listener.close()
+
+
+# -- trust (bicycle.py node trust) -------------------------------------------------------
+
+def test_trust_without_a_fingerprint_only_looks(tiny, server_key, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    seen = trust(str(kh), tiny.node, timeout=5)
+    assert (seen.kind, seen.fingerprint, seen.pinned) == ("ssh-ed25519", fingerprint(server_key), False)
+    assert kh.read_text() == ""
+    assert tiny.iface.auth_calls == []
+
+
+def test_trust_with_the_right_fingerprint_pins_the_key(tiny, server_key, tmp_path):
+    kh = tmp_path / "known_hosts"
+    seen = trust(str(kh), tiny.node, fingerprint(server_key), timeout=5)
+    assert seen.pinned and seen.fingerprint == fingerprint(server_key)
+    assert pinned(kh, f"[127.0.0.1]:{tiny.port}") == {"ssh-ed25519": server_key.get_base64()}
+    assert stat.S_IMODE(os.stat(kh).st_mode) == 0o600
+
+
+def test_trust_on_first_use_pins_whatever_key_is_presented(tiny, server_key, tmp_path):
+    kh = tmp_path / "known_hosts"
+    assert trust(str(kh), tiny.node, accept=True, timeout=5).pinned
+    assert pinned(kh, f"[127.0.0.1]:{tiny.port}") == {"ssh-ed25519": server_key.get_base64()}
+
+
+def test_trust_with_another_fingerprint_pins_nothing(tiny, server_key, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    with pytest.raises(TrustError) as info:
+        trust(str(kh), tiny.node, "SHA256:wrong", accept=True, timeout=5)
+    assert str(info.value) == f"tiny: the key's fingerprint is {fingerprint(server_key)}, not SHA256:wrong: " \
+                              f"nothing pinned"
+    assert info.value.presented.fingerprint == fingerprint(server_key) and not info.value.presented.pinned
+    assert kh.read_text() == ""
+
+
+def test_trust_of_a_closed_port_is_a_trust_error_without_a_key(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(TrustError) as info:
+        trust(str(tmp_path / "known_hosts"), NodeInfo("gone", "127.0.0.1", port), accept=True, timeout=2)
+    assert str(info.value).startswith("gone: cannot read its host key: ")
+    assert info.value.presented is None
+    assert not (tmp_path / "known_hosts").exists()
+
+
+def test_trust_that_cannot_write_is_a_trust_error(tiny, server_key, tmp_path):
+    kh = tmp_path / "missing-folder" / "known_hosts"
+    with pytest.raises(TrustError) as info:
+        trust(str(kh), tiny.node, accept=True, timeout=5)
+    assert str(info.value).startswith(f"cannot write {kh}: ")
+    assert info.value.presented.fingerprint == fingerprint(server_key)
 
 
 # -- NodeConnection against the tiny server -------------------------------------------

@@ -2,7 +2,7 @@
 
 Properties run the plan through a tiny pure simulator of the cluster
 (place adds a container, stop removes one, replace does both) until the plan
-has no changes, then check the rules of design.md on what is left.
+has no changes, then check the rules of docs/design.md on what is left.
 """
 import itertools
 from collections import Counter
@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from model import (Action, Container, Port, Service, ServiceSpec, READY, SUSPECT, DOWN, UNKNOWN,
                    NEW, RUNNING, DELETE, RESTART_POLICIES)
 from scheduler.place import choose_node, spread_ok
-from scheduler.reconcile import reconcile, converged, stops_first
+from scheduler.reconcile import reconcile, converged
 
 NOW = 1000.0
 MAX_ROUNDS = 50
@@ -363,17 +363,20 @@ def test_host_ports_stop_first_only_when_the_replacement_goes_to_the_same_node()
         # A new spec: replaced on its node, where the old container holds the port.
         [update] = reconcile([service], [old], NODES3, NOW).changes
         assert (update.kind, update.node, update.container) == ("replace", "a", old)
-        assert stops_first(update, service.spec) is in_place_stops_first
+        assert update.stop_first is in_place_stops_first
         # Its node drained: the replacement goes to another node and starts first.
         [move] = reconcile([service], [old], NODES3, NOW, drained={"a"}).changes
         assert move.kind == "replace" and move.node != "a" and move.container == old
-        assert stops_first(move, service.spec) is False
+        assert move.stop_first is False
         current = container(service.name, 1, "a", spec=service.spec.digest())
         [move] = reconcile([service], [current], NODES3, NOW, drained={"a"}).changes
-        assert move.reason == "node a drained" and stops_first(move, service.spec) is False
-    assert stops_first(Action("place", "site", 1, "a"), site.spec) is False
-    old = container("site", 1, "a", spec=old_spec)
-    assert stops_first(Action("stop", "site", 1, "a", old), site.spec) is False
+        assert move.reason == "node a drained" and move.stop_first is False
+    # Nothing is replaced by a place or a stop.
+    [place] = reconcile([site], [], NODES3, NOW).changes
+    assert place.kind == "place" and place.stop_first is False
+    old = container("site", 1, "a", spec=site.spec.digest())
+    [stop] = reconcile([svc("site", 1, image="img:2", ports=[Port(8080, 80)], state=DELETE)], [old], NODES3, NOW).changes
+    assert stop.kind == "stop" and stop.stop_first is False
 
 
 def test_ties_go_to_the_node_with_fewer_containers_overall():

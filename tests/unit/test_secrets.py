@@ -1,4 +1,4 @@
-"""Services' secrets: the vault (master.vault), the key file (store.atomic.create_private),
+"""Services' secrets: the vault (master.vault), the key file (files.create_private),
 the spec field (model.ServiceSpec.secrets), API validation (master.validate) and the
 docker run command line (remote.commands.run)."""
 import hashlib
@@ -17,7 +17,7 @@ from master.validate import ENV_KEY, Invalid, MAX_STRING, service_body
 from master.vault import Vault, VaultError
 from model import Port, ServiceSpec
 from remote import commands
-from store.atomic import create_private
+from files import create_private
 
 NODES = 3
 VAULT = Vault(Fernet.generate_key())          # module-level: hypothesis and function fixtures do not mix
@@ -244,7 +244,7 @@ def test_reseal_property(old, new):
     assert (sealed == current[0][1]) == (old == new)
 
 
-# ---------------------------------------------------------------- store/atomic.py create_private
+# ---------------------------------------------------------------- files.py create_private
 
 def test_create_private_creates_once_with_mode_0600(tmp_path):
     path = str(tmp_path / "token")

@@ -1,15 +1,18 @@
 """master.view: /state and GET /service from one read of the master's memory.
 A real Store (memory), Observation and Loop (never started); no network.
-Views must not read TinyDB and must not hold a lock a prober needs."""
+Views must not read TinyDB and must not hold a lock a prober needs; they
+read each source once per answer and hold the loop's lock only to copy."""
 import threading
 from types import SimpleNamespace
 
 import pytest
 
 from model import Container, NodeInfo, ServiceSpec, READY, DOWN
+from master.events import EventLog
 from master.loop import Loop
+from master import view
 from master.observe import LIST, Observation
-from master.view import Views
+from master.view import ThisMaster, Views
 from store.state import Store
 
 from test_observe import SETTINGS, Clock
@@ -30,16 +33,14 @@ def master():
     clock = Clock(0.0)
     store = Store(None)
     obs = Observation(["a", "b"], SETTINGS, clock=clock)
-    loop = Loop(store, None, obs, dict(SETTINGS, rebalance_parallelism=1), clock=clock, wall=lambda: 1e9)
-    m = SimpleNamespace(
-        loop=loop, store=store, observation=obs, name="m1", api="127.0.0.1:7070", started_at=T0,
-        started_wall=1e9 - 5, peers={}, leader=lambda: None,
-        election=SimpleNamespace(role_name="leader", epoch=101, reason="", status=lambda: ("leader", 101)),
-        inventory=SimpleNamespace(nodes=[NodeInfo("a", "10.0.0.1"), NodeInfo("b", "10.0.0.2")],
-                                  masters=[{"name": "m1", "api": "127.0.0.1:7070"}]))
-    m.clock = clock
-    m.views = Views(m)
-    return m
+    loop = Loop(store, None, obs, None, EventLog(store), dict(SETTINGS, rebalance_parallelism=1),
+                clock=clock, wall=lambda: 1e9)
+    election = SimpleNamespace(reason="", status=lambda: ("leader", 101))
+    inventory = SimpleNamespace(nodes=[NodeInfo("a", "10.0.0.1"), NodeInfo("b", "10.0.0.2")],
+                                masters=[{"name": "m1", "api": "127.0.0.1:7070"}])
+    views = Views(store, obs, loop, election, inventory, ThisMaster("m1", "127.0.0.1:7070", 1e9 - 5),
+                  {}, lambda: None)
+    return SimpleNamespace(loop=loop, store=store, observation=obs, clock=clock, views=views)
 
 
 def answer(m, node, at, containers):
@@ -101,3 +102,46 @@ def test_a_prober_records_while_the_loops_lock_is_held(master):
                          daemon=True).start()
         assert recorded.wait(BOUND)
     assert m.views.service(m.store.service("web"))["replicas"]["running"] == 1
+
+
+def test_each_answer_reads_every_source_once(master, monkeypatch):
+    """One copy of the store's cache, one observation snapshot and one copy of
+    the loop's bookkeeping per answer, however many services there are."""
+    m = master
+    for i in range(20):
+        m.store.create_service(f"s{i:02d}", ServiceSpec(image="img:1"), 1, T0)
+    answer(m, "a", 1.0, [box(f"c{i}", f"s{i:02d}", "a") for i in range(20)])
+    calls = []
+    for owner, name in ((m.store, "current"), (m.observation, "snapshot"), (m.loop, "bookkeeping")):
+        monkeypatch.setattr(owner, name, lambda *a, _f=getattr(owner, name), _n=name: calls.append(_n) or _f(*a))
+    for name in ("services", "service", "record", "nodes"):
+        monkeypatch.setattr(m.store, name, lambda *_, _n=name: pytest.fail(f"a view read store.{_n}()"))
+    for ask in (m.views.state, m.views.services, m.views.nodes):
+        calls.clear()
+        assert ask()
+        assert sorted(calls) == ["bookkeeping", "current", "snapshot"]
+
+
+def test_the_loops_lock_is_held_only_to_copy_its_bookkeeping(master, monkeypatch):
+    """The status of a service is judged after the loop's lock is released."""
+    m = master
+    m.store.create_service("web", ServiceSpec(image="img:1"), 1, T0)
+    answer(m, "a", 1.0, [box("c1", "web", "a")])
+    free = []
+
+    def lock_is_free():
+        """Can another thread take the loop's (reentrant) lock right now?"""
+        def take():
+            got = m.loop.lock.acquire(blocking=False)
+            free.append(got)
+            if got:
+                m.loop.lock.release()
+        taker = threading.Thread(target=take)
+        taker.start()
+        taker.join()
+
+    converged = view.converged
+    monkeypatch.setattr(view, "converged", lambda *a: lock_is_free() or converged(*a))
+    assert m.views.state()["services"][0]["status"] == "running"
+    assert m.views.service(m.store.service("web"))["status"] == "running"
+    assert free == [True, True]

@@ -1,4 +1,4 @@
-"""Read-only API of logs, stats, events, metrics and the dashboard.
+"""Read-only routes of logs, stats, events, metrics and the dashboard.
 
 Logs and events can be followed: the answer is then a chunked stream of
 lines that ends when the client leaves (or the master stops).
@@ -6,13 +6,24 @@ lines that ends when the client leaves (or the master stops).
 import json
 import os
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import bottle
 
-from master.http import query_flag, query_int, query_since
+from master.api.http import query_flag, query_int, query_since
 from master.metrics import CONTENT_TYPE
 
-DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard.html")
+DASHBOARD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dashboard.html")
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """What these routes read besides the store."""
+    logs: object                  # master.logs.Logs: snapshot(), follow(), stats()
+    containers: Callable          # () -> every container observed
+    stopping: object              # a threading.Event set when the master stops
+    metrics: Callable             # () -> the Prometheus text of /metrics
 
 
 def _stream(lines):
@@ -22,23 +33,27 @@ def _stream(lines):
     return (line + "\n" for line in lines)
 
 
-def add_routes(app, route, master, existing, node_named):
-    """existing(name) / node_named(name): the API's checks of a path's service
-    or node name (422 when malformed, 404 when unknown)."""
+def add_routes(route, monitor, desired):
+    _logs_and_stats(route, monitor, desired)
+    _events(route, monitor, desired)
+    _metrics_and_dashboard(route, monitor)
+
+
+def _logs_and_stats(route, monitor, desired):
     def service_containers(name):
-        existing(name)
-        return lambda: [c for c in master.observation.containers() if c.service == name]
+        desired.existing(name)
+        return lambda: [c for c in monitor.containers() if c.service == name]
 
     def node_containers(name):
-        node_named(name)
-        return lambda: [c for c in master.observation.containers() if c.node == name]
+        desired.node(name)
+        return lambda: [c for c in monitor.containers() if c.node == name]
 
     def logs(pick):
         tail, since = query_int("tail", 100, allow_all=True), query_since()
         timestamps, follow = query_flag("timestamps", False), query_flag("follow", False)
         if follow:
-            return 200, _stream(master.logs.follow(pick, tail, since, timestamps, master.loop.stopping))
-        return 200, _stream(master.logs.snapshot(pick(), tail, since, timestamps))
+            return 200, _stream(monitor.logs.follow(pick, tail, since, timestamps, monitor.stopping))
+        return 200, _stream(monitor.logs.snapshot(pick(), tail, since, timestamps))
 
     @route("/service/<name>/logs")
     def service_logs(name):
@@ -50,31 +65,35 @@ def add_routes(app, route, master, existing, node_named):
 
     @route("/service/<name>/stats")
     def service_stats(name):
-        return 200, master.logs.stats(service_containers(name)())
+        return 200, monitor.logs.stats(service_containers(name)())
 
     @route("/nodes/<name>/stats")
     def node_stats(name):
-        return 200, master.logs.stats(node_containers(name)())
+        return 200, monitor.logs.stats(node_containers(name)())
 
+
+def _events(route, monitor, desired):
     @route("/events")
     def events():
         since, limit = query_int("since", 0, 0, 10 ** 12), query_int("limit", 100, 1, 1000)
         if not query_flag("follow", False):
-            return 200, master.store.events(limit=limit, since=since)
+            return 200, desired.events(limit, since)
 
         def lines():
             last = since
-            while not master.loop.stopping.is_set():
-                for e in master.store.events(limit=1000, since=last):
+            while not monitor.stopping.is_set():
+                for e in desired.events(1000, last):
                     last = e["id"]
                     yield json.dumps(e)
                 time.sleep(0.3)
         return 200, _stream(lines())
 
+
+def _metrics_and_dashboard(route, monitor):
     @route("/metrics")
     def metrics():
         bottle.response.content_type = CONTENT_TYPE
-        return 200, master.metrics.render()
+        return 200, monitor.metrics()
 
     with open(DASHBOARD, "rb") as f:
         page = f.read()                    # static: read once

@@ -1,4 +1,4 @@
-"""HTTP helpers shared by the API modules: JSON errors, query parameters, bodies."""
+"""HTTP helpers shared by the API's routes: JSON errors, query parameters, bodies."""
 import json
 import re
 
@@ -12,6 +12,12 @@ class HTTPError(Exception):
     def __init__(self, status, message, errors=None, **extra):
         super().__init__(message)
         self.status, self.message, self.errors, self.extra = status, message, errors, extra
+
+    def body(self):
+        body = dict(self.extra, message=self.message)
+        if self.errors:
+            body["errors"] = self.errors
+        return body
 
 
 def json_answer(status, payload):

@@ -1,0 +1,99 @@
+"""The API's one door to the store: the services it reads, the request bodies
+it turns into desired records, and the changes it makes.
+
+A change is committed within the current term before it counts (`commit`:
+Election.change, written locally and on a majority of nodes under the
+leader's epoch, NotLeader otherwise), then recorded as an event, then the
+loop is woken to act on it. No route reaches the store, a node or a lock in
+any other way.
+"""
+from master.validate import check_name, service_body
+from model import DELETE
+from store.state import Missing
+
+
+class Desired:
+    def __init__(self, store, vault, nodes, commit, record, wake, now_iso):
+        """nodes: the inventory's node names; commit(change) -> change's result;
+        record(kind, message, **fields): an event; wake(): start a round soon;
+        now_iso(): the wall-clock time stored with a change."""
+        self._store, self._vault, self.nodes = store, vault, tuple(nodes)
+        self._commit, self._record, self._wake, self._now_iso = commit, record, wake, now_iso
+
+    # -- reads -------------------------------------------------------------------
+    def service(self, name):
+        """The stored service, or None."""
+        return self._store.service(name)
+
+    def existing(self, name):
+        """The service a path names: Invalid when the name is malformed, Missing when unknown."""
+        check_name(name)
+        service = self._store.service(name)
+        if service is None:
+            raise Missing(f"no service named {name!r}")
+        return service
+
+    def node(self, name):
+        """The node a path names: Invalid when malformed, Missing when not in the inventory."""
+        check_name(name, "node")
+        if name not in self.nodes:
+            raise Missing(f"no node named {name!r} in the inventory")
+        return name
+
+    def events(self, limit, since):
+        return self._store.events(limit=limit, since=since)
+
+    # -- request bodies ----------------------------------------------------------
+    def new_service(self, body):
+        """(name, spec, replicas) of a create's body; Invalid with every bad field.
+        A secret keeps its sealed form when a service of that name already
+        holds the same value (so a retried create finds the same spec)."""
+        named = body.get("name") if isinstance(body, dict) and isinstance(body.get("name"), str) else None
+        before = self._store.service(named) if named is not None else None
+        sealed = before.spec.secrets if before is not None else ()
+        return service_body(body, len(self.nodes), seal=lambda key, value: self._vault.reseal(sealed, key, value))
+
+    def changed_service(self, current, body):
+        """(spec, replicas) of `current` changed by a PATCH body; Invalid with every bad field."""
+        base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
+        _, spec, replicas = service_body(body, len(self.nodes), base=base,
+                                         seal=lambda key, value: self._vault.reseal(current.spec.secrets, key, value))
+        return spec, replicas
+
+    # -- changes -----------------------------------------------------------------
+    def create(self, name, spec, replicas):
+        """(service, created). A retry of a create whose answer was lost (or
+        503) finds the same service: created is False. Another spec under the
+        name is a Conflict."""
+        def create_or_same():
+            current = self._store.service(name)
+            if current is not None and current.state != DELETE and current.replicas == replicas \
+                    and self._vault.same(current.spec, spec):
+                return current, False
+            return self._store.create_service(name, spec, replicas, self._now_iso()), True
+        return self._committed(create_or_same, "created", f"service {name} v1: {replicas} x {spec.image}",
+                               service=name)
+
+    def update(self, name, spec, replicas):
+        return self._committed(lambda: self._store.update_service(name, spec, replicas, self._now_iso()),
+                               "updated", f"service {name}: {replicas} x {spec.image}", service=name)
+
+    def delete(self, name):
+        return self._committed(lambda: self._store.mark_delete(name, self._now_iso()),
+                               "deleting", f"service {name} marked for deletion", service=name)
+
+    def drain(self, node):
+        self._committed(lambda: self._store.set_drained(node, True),
+                        "drain", f"node {node} drained: its containers move away", node=node)
+
+    def activate(self, node):
+        self._committed(lambda: self._store.set_drained(node, False),
+                        "activate", f"node {node} takes work again", node=node)
+
+    def _committed(self, change, kind, message, **fields):
+        """Make `change()` within the current term, acknowledged only once a
+        majority of nodes holds it; then record it and wake the loop."""
+        result = self._commit(change)
+        self._record(kind, message, **fields)
+        self._wake()
+        return result
