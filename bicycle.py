@@ -57,7 +57,7 @@ def _client(ctx):
         raise Fail(f"--api {api!r}: must be HOST:PORT or http(s)://HOST:PORT")
     if not token:
         try:
-            token = auth.load(inventory.settings["api"]["tokens"])[auth.ADMIN]
+            token = auth.load(inventory.settings.api.tokens)[auth.ADMIN]
         except auth.TokenFileError as e:
             raise Fail(f"{e}; or set BICYCLE_TOKEN") from None
     scheme, verify = (inventory.scheme, inventory.verify) if inventory else ("http", True)
@@ -322,10 +322,10 @@ def node_trust(ctx, name, fingerprint, yes):
     info = next((n for n in inventory.nodes if n.name == name), None)
     if info is None:
         raise Fail(f"no node named {name!r} in {inventory.path}")
-    known_hosts = inventory.settings["known_hosts"]
+    known_hosts = inventory.settings.known_hosts
     try:
         seen = hostkeys.trust(known_hosts, info, fingerprint, accept=yes,
-                              timeout=inventory.settings["connect_timeout"])
+                              timeout=inventory.settings.connect_timeout)
     except hostkeys.TrustError as e:
         _presents(info, e.presented)
         raise Fail(str(e)) from None

@@ -238,3 +238,43 @@ class RenewAnswer:
     the node's epoch (None when unreadable)."""
     renewed: bool
     value: Optional[int]
+
+
+# -- settings of inventory.yml ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Tls:
+    """settings.api.tls: the master's certificate and key; ca is what clients
+    verify the master with (the certificate unless given)."""
+    certificate: str
+    key: str
+    ca: str
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    tokens: str = "tokens.json"
+    tls: Optional[Tls] = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """settings: of inventory.yml with their defaults (the loader makes paths
+    absolute); docs/operations.md says what each one tunes."""
+    state_file: str = "state.json"
+    known_hosts: str = "known_hosts"
+    secrets_key: str = "secrets.key"
+    probe_interval: float = 1.0
+    down_after: float = 5.0
+    engine_timeout: float = 30.0
+    connect_timeout: float = 5.0
+    command_timeout: float = 120.0
+    per_node_parallelism: int = 4
+    converge_timeout: float = 60.0
+    rebalance_parallelism: int = 1
+    lease_ttl: float = 6.0
+    # For tests only: seconds a fenced command waits between its last epoch
+    # check and its sending, so that a test can pause a leader with commands
+    # in flight and see the nodes refuse them (docs/failover.md).
+    fenced_send_delay: float = 0.0
+    api: ApiSettings = ApiSettings()

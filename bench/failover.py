@@ -162,7 +162,7 @@ def main():
     path = cluster.ha_inventory(inventory, MASTERS, args.ttl)
     nodes = load_sandbox(os.path.dirname(inventory)).all_nodes()
     inv = load(path)
-    fleet = Fleet(inv.nodes, inv.settings["known_hosts"])
+    fleet = Fleet(inv.nodes, inv.settings.known_hosts)
     fleet.fan_out(lambda n: fleet.connections[n].run(cmd.read(), timeout=10))     # connect once, before timing
     procs = {n: start(path, n) for n in MASTERS}
     load_procs = []

@@ -104,7 +104,7 @@ def main():
         for i in range(args.repeat):
             lost, detected, replaced = bicycle_run(clients, survivors)
             direct = direct_run(sockets, survivors, lost)
-            late.append(detected - settings["down_after"])
+            late.append(detected - settings.down_after)
             a.append(replaced)
             b.append(direct)
             print(f"run {i + 1}: {lost} slots lost; down event {detected:.2f}s after the kill "
@@ -113,8 +113,8 @@ def main():
     finally:
         stop_master(master)
         sandbox_down()
-    print(f"median detection past down_after ({settings['down_after']}s): {statistics.median(late):+.2f}s "
-          f"(probe_interval {settings['probe_interval']}s)")
+    print(f"median detection past down_after ({settings.down_after}s): {statistics.median(late):+.2f}s "
+          f"(probe_interval {settings.probe_interval}s)")
     print(f"median re-placement (a) down event -> every slot runs on the survivors: {statistics.median(a):.2f}s")
     print(f"median (b) the same docker run sent straight to the survivors: {statistics.median(b):.2f}s")
     print(f"ratio re-placement a/b: {statistics.median(a) / statistics.median(b):.2f}")

@@ -35,12 +35,12 @@ class Master:
         self.inventory, self.name, self.api = inventory, me["name"], me["api"]
         self.settings = s = inventory.settings
         started_wall = wall()
-        self.tokens = auth.load_or_create(s["api"]["tokens"])
-        self.vault = Vault.open_or_create(s["secrets_key"])
-        self.store = Store(state_file(s["state_file"], self.name, len(inventory.masters)))
-        self.fleet = Fleet(inventory.nodes, s["known_hosts"], s["connect_timeout"],
-                           s["command_timeout"], int(s["per_node_parallelism"]), source=me.get("source"),
-                           send_delay=float(s["fenced_send_delay"]))
+        self.tokens = auth.load_or_create(s.api.tokens)
+        self.vault = Vault.open_or_create(s.secrets_key)
+        self.store = Store(state_file(s.state_file, self.name, len(inventory.masters)))
+        self.fleet = Fleet(inventory.nodes, s.known_hosts, s.connect_timeout,
+                           s.command_timeout, int(s.per_node_parallelism), source=me.get("source"),
+                           send_delay=float(s.fenced_send_delay))
         self.observation = Observation([n.name for n in inventory.nodes], s, clock=clock)
         self.events = EventLog(self.store, wall)
         wake = threading.Event()            # the loop's: set to start a round soon
@@ -63,7 +63,7 @@ class Master:
             desired=Desired(self.store, self.vault, [n.name for n in inventory.nodes], self.election.change,
                             self.events.record, self.loop.wake, self.now_iso),
             leadership=Leadership(self.name, self.election, self.leader, inventory.url),
-            waits=Waits(s["converge_timeout"], self.wait_settled, self.wait_empty),
+            waits=Waits(s.converge_timeout, self.wait_settled, self.wait_empty),
             monitor=Monitor(self.logs, self.observation.containers, self.loop.stopping, self.metrics.render))
         self.server = None
 
@@ -143,9 +143,9 @@ class Master:
         host, port = self.api.rsplit(":", 1)
         self.server = wsgi.Server((host.strip("[]"), int(port)), self.app, numthreads=16,
                                   server_name="bicycle")
-        tls = self.settings["api"]["tls"]
+        tls = self.settings.api.tls
         if tls:
-            self.server.ssl_adapter = BuiltinSSLAdapter(tls["certificate"], tls["key"])
+            self.server.ssl_adapter = BuiltinSSLAdapter(tls.certificate, tls.key)
         elif not is_loopback(host):
             print(f"bicycle: warning: the API on {self.api} is not on a loopback address and has no TLS: "
                   f"tokens and secrets cross the network in clear (set settings.api.tls)",

@@ -47,7 +47,7 @@ class Election(threading.Thread):
                  on_lead=lambda: None):
         super().__init__(name="election", daemon=True)
         self.me, self.index, self.fleet, self.store = me, index, fleet, store
-        self.ttl = float(settings["lease_ttl"])
+        self.ttl = float(settings.lease_ttl)
         self.events = events                  # callable(kind, message, **fields)
         self.on_lead = on_lead                # called when this master starts leading
         self.clock, self.rand = clock, rand

@@ -5,36 +5,19 @@ raises InventoryError with one line naming the field and, where known, the line.
 """
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from model import NAME_PATTERN, NodeInfo
+from model import NAME_PATTERN, ApiSettings, NodeInfo, Settings, Tls
 
 NODE_NAME = re.compile(f"^{NAME_PATTERN}$")
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9a-fA-F:]+\]?$")
 API = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
 
-DEFAULTS = {
-    "state_file": "state.json",
-    "known_hosts": "known_hosts",
-    "secrets_key": "secrets.key",
-    "probe_interval": 1.0,
-    "down_after": 5.0,
-    "engine_timeout": 30.0,
-    "connect_timeout": 5.0,
-    "command_timeout": 120.0,
-    "per_node_parallelism": 4,
-    "converge_timeout": 60.0,
-    "rebalance_parallelism": 1,
-    "lease_ttl": 6.0,
-    # For tests only: seconds a fenced command waits between its last epoch
-    # check and its sending, so that a test can pause a leader with commands
-    # in flight and see the nodes refuse them (docs/failover.md).
-    "fenced_send_delay": 0.0,
-}
+DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "api"}
 PATHS = ("state_file", "known_hosts", "secrets_key")
 NUMBERS = {k for k, v in DEFAULTS.items() if isinstance(v, (int, float))}
 COUNTS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
@@ -49,11 +32,11 @@ class Inventory:
     path: str
     nodes: list
     masters: list                      # [{"name": ..., "api": "host:port"}]
-    settings: dict = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
 
     @property
     def scheme(self):
-        return "https" if self.settings.get("api", {}).get("tls") else "http"
+        return "https" if self.settings.api.tls else "http"
 
     def url(self, api):
         """The base URL of a master's API address."""
@@ -62,8 +45,8 @@ class Inventory:
     @property
     def verify(self):
         """What HTTPS clients verify a master's certificate with (requests' verify=)."""
-        tls = self.settings.get("api", {}).get("tls")
-        return tls["ca"] if tls else True
+        tls = self.settings.api.tls
+        return tls.ca if tls else True
 
     def master(self, name=None):
         if name is None:
@@ -187,15 +170,14 @@ def _settings(data, base, fail):
         settings[key] = value
     for key in PATHS:
         settings[key] = os.path.join(base, os.path.expanduser(settings[key]))
-    settings["api"] = _api_settings(settings_raw.get("api"), settings_raw, base, fail)
-    return settings
+    return Settings(**settings, api=_api_settings(settings_raw.get("api"), settings_raw, base, fail))
 
 
 def _api_settings(raw, parent, base, fail):
     """settings.api: {tokens: PATH, tls: {certificate: PATH, key: PATH, ca: PATH}}.
 
-    Returns {"tokens": abs path, "tls": None or {"certificate", "key", "ca"}};
-    ca (what clients verify the master with) defaults to the certificate.
+    Paths made absolute; ca (what clients verify the master with) defaults
+    to the certificate.
     """
     def path(value):
         return os.path.join(base, os.path.expanduser(value))
@@ -221,6 +203,6 @@ def _api_settings(raw, parent, base, fail):
                 fail(f"settings.api.tls.{key}: must be a path", _where(tls))
         if "ca" in tls and (not isinstance(tls["ca"], str) or not tls["ca"]):
             fail("settings.api.tls.ca: must be a path", _where(tls, "ca"))
-        tls = {"certificate": path(tls["certificate"]), "key": path(tls["key"]),
-               "ca": path(tls.get("ca") or tls["certificate"])}
-    return {"tokens": path(tokens), "tls": tls}
+        tls = Tls(certificate=path(tls["certificate"]), key=path(tls["key"]),
+                  ca=path(tls.get("ca") or tls["certificate"]))
+    return ApiSettings(tokens=path(tokens), tls=tls)

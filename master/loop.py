@@ -64,7 +64,7 @@ class Loop(threading.Thread):
         seen = -1
         while not self.stopping.is_set():
             # Wake at the latest when a node may turn down, so its slots move at once.
-            timeout = self.settings["probe_interval"]
+            timeout = self.settings.probe_interval
             change = self.obs.next_change(self.clock())
             self.woken.wait(timeout=timeout if change is None else min(timeout, change + 0.005))
             self.woken.clear()
@@ -97,7 +97,7 @@ class Loop(threading.Thread):
             observed = [c for c in everything if c.id not in self.removing]
             removing_nodes = {c.node for c in everything if c.id in self.removing}
             plan = reconcile(services, observed, statuses, now, self.backoffs.until(),
-                             max_moves=int(self.settings["rebalance_parallelism"]), pending=dict(self.pending),
+                             max_moves=self.settings.rebalance_parallelism, pending=dict(self.pending),
                              drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes)
             self.last_plan = plan.actions
             for action in plan.changes:

@@ -311,7 +311,7 @@ class Prober(threading.Thread):
         super().__init__(name=f"probe-{node}", daemon=True)
         self.node, self.fleet, self.obs, self.stopping = node, fleet, observation, stopping
         self.wall_iso = wall_iso
-        self.interval = observation.settings["probe_interval"]
+        self.interval = observation.settings.probe_interval
 
     @property
     def connection(self):
@@ -340,7 +340,7 @@ class Prober(threading.Thread):
         """One listing, bounded by engine_timeout; records its outcome at once."""
         self.obs.asked(self.node, LIST, started)
         try:
-            result = self.connection.run(commands.list_containers(), timeout=self.obs.settings["engine_timeout"])
+            result = self.connection.run(commands.list_containers(), timeout=self.obs.settings.engine_timeout)
         except Exception as e:           # no answer over SSH: no connection, or none in time
             self.obs.probe_failed(self.node, e, untrusted=isinstance(e, HostKeyError), started=started)
             return False
@@ -361,7 +361,7 @@ class Prober(threading.Thread):
         sent = self.obs.clock()
         self.obs.asked(self.node, PING, sent)
         try:
-            self.connection.run(["true"], timeout=self.obs.settings["down_after"])
+            self.connection.run(["true"], timeout=self.obs.settings.down_after)
         except Exception as e:
             self.obs.ping_failed(self.node, sent, e, untrusted=isinstance(e, HostKeyError))
             return

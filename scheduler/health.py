@@ -48,7 +48,7 @@ class Limits:
 
     @classmethod
     def of(cls, settings):
-        return cls(settings["down_after"], settings["engine_timeout"], settings["probe_interval"])
+        return cls(settings.down_after, settings.engine_timeout, settings.probe_interval)
 
 
 def _for(since, now):

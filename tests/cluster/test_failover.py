@@ -69,7 +69,7 @@ class Cluster:
     def audits(self):
         out = {}
         for node in self.inventory.nodes:
-            conn = NodeConnection(node, self.inventory.settings["known_hosts"])
+            conn = NodeConnection(node, self.inventory.settings.known_hosts)
             try:
                 out[node.name] = conn.run(lease.audit()).stdout.splitlines()
             finally:

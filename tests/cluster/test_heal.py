@@ -108,7 +108,7 @@ def test_dead_engine_behind_live_sshd_is_down(sandbox, engines):
     try:
         wait_for(lambda: node_status("node2") == "down", 20)
         inventory = load(sandbox)
-        conn = NodeConnection(inventory.nodes[1], inventory.settings["known_hosts"])
+        conn = NodeConnection(inventory.nodes[1], inventory.settings.known_hosts)
         try:
             assert conn.run(["echo", "ssh answers"]).stdout == "ssh answers\n"
         finally:

@@ -16,7 +16,7 @@ def inventory(sandbox):
 
 def test_one_connection_serves_many_commands(inventory):
     node = inventory.nodes[0]
-    conn = NodeConnection(node, inventory.settings["known_hosts"])
+    conn = NodeConnection(node, inventory.settings.known_hosts)
     try:
         for _ in range(20):
             assert conn.run(["true"]).ok
@@ -28,7 +28,7 @@ def test_one_connection_serves_many_commands(inventory):
 
 
 def test_reopens_after_the_connection_drops(inventory):
-    conn = NodeConnection(inventory.nodes[0], inventory.settings["known_hosts"])
+    conn = NodeConnection(inventory.nodes[0], inventory.settings.known_hosts)
     try:
         assert conn.run(["true"]).ok
         conn._conn.transport.close()          # the network dropped it
@@ -47,7 +47,7 @@ def test_unknown_host_key_is_refused(inventory, tmp_path):
 
 
 def test_other_host_key_is_refused(inventory, tmp_path):
-    lines = open(inventory.settings["known_hosts"]).read().splitlines()
+    lines = open(inventory.settings.known_hosts).read().splitlines()
     first, second = lines[0].split(), lines[1].split()
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"{first[0]} {second[1]} {second[2]}\n")     # node1's address with node2's key
@@ -58,7 +58,7 @@ def test_other_host_key_is_refused(inventory, tmp_path):
 
 
 def test_hostile_values_reach_the_node_as_literals(inventory):
-    conn = NodeConnection(inventory.nodes[0], inventory.settings["known_hosts"])
+    conn = NodeConnection(inventory.nodes[0], inventory.settings.known_hosts)
     marker = f"/tmp/bicycle-pwned-{os.getpid()}"
     hostile = [f"$(touch {marker})", f"`touch {marker}`", f"; touch {marker}", f"&& touch {marker}",
                f"\ntouch {marker}\n", f"'\"; touch {marker}"]
@@ -74,7 +74,7 @@ def test_hostile_values_reach_the_node_as_literals(inventory):
 def test_fan_out_returns_errors_as_values(inventory, tmp_path):
     from dataclasses import replace
     nodes = list(inventory.nodes) + [replace(inventory.nodes[0], name="ghost", host="127.0.0.254")]
-    fleet = Fleet(nodes, inventory.settings["known_hosts"], connect_timeout=2)
+    fleet = Fleet(nodes, inventory.settings.known_hosts, connect_timeout=2)
     try:
         results = fleet.fan_out(lambda n: fleet.run(n, ["echo", n]))
         for node in inventory.nodes:

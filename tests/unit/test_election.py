@@ -12,6 +12,7 @@ from master.election import LEADER, POLLS_PER_TTL, Election, NotLeader
 from model import ServiceSpec
 from remote import lease as cmd
 from store.state import Store
+from model import Settings
 from scriptnodes import Clock, ScriptFleet
 
 TTL = 6.0
@@ -39,7 +40,7 @@ def clock():
 
 def master(fleet, clock, name="m1", index=1, ttl=TTL):
     events = Events()
-    e = Election(name, index, fleet, Store(None), {"lease_ttl": ttl}, events, clock=clock, rand=lambda: 0.5)
+    e = Election(name, index, fleet, Store(None), Settings(lease_ttl=ttl), events, clock=clock, rand=lambda: 0.5)
     return e, events
 
 
@@ -245,7 +246,7 @@ def test_an_adoption_waits_for_a_term_view_in_progress(fleet, clock):
 def test_an_unreachable_node_and_a_burst_of_writes_never_starve_the_renewals(fleet):
     ttl = 3.0
     events = Events()
-    m1 = Election("m1", 1, fleet, Store(None), {"lease_ttl": ttl}, events)
+    m1 = Election("m1", 1, fleet, Store(None), Settings(lease_ttl=ttl), events)
     fleet.connections["n3"].hang = threading.Event()   # never answers: every call runs to its timeout
     m1.start()
     try:

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from master.inventory import DEFAULTS, InventoryError, load
-from model import NodeInfo
+from model import ApiSettings, NodeInfo, Settings, Tls
 
 GOOD = """\
 nodes:
@@ -59,11 +59,11 @@ def test_a_good_file(tmp_path):
     assert inv.masters == [{"name": "m1", "api": "127.0.0.1:7070", "source": None, "index": 1},
                            {"name": "m2", "api": "[::1]:7071", "source": None, "index": 2}]
     assert inv.master() == inv.masters[0] and inv.master("m2") == inv.masters[1]
-    assert inv.settings == dict(DEFAULTS, probe_interval=0.5, down_after=3,
-                                state_file=str(tmp_path / "data" / "state.json"),
-                                known_hosts=str(tmp_path / "known_hosts"),
-                                secrets_key=str(tmp_path / "secrets.key"),
-                                api={"tokens": str(tmp_path / "tokens.json"), "tls": None})
+    assert inv.settings == Settings(probe_interval=0.5, down_after=3,
+                                    state_file=str(tmp_path / "data" / "state.json"),
+                                    known_hosts=str(tmp_path / "known_hosts"),
+                                    secrets_key=str(tmp_path / "secrets.key"),
+                                    api=ApiSettings(tokens=str(tmp_path / "tokens.json"), tls=None))
     assert inv.scheme == "http" and inv.verify is True and inv.url("h:1") == "http://h:1"
     assert inv.nodes[1].address == "node2.example.com:2222" and inv.nodes[0].address == "127.0.0.21"
 
@@ -74,13 +74,13 @@ def test_relative_paths_follow_the_file_not_the_working_directory(tmp_path, monk
     monkeypatch.chdir(tmp_path / "elsewhere")
     inv = load(os.path.join("..", "conf", os.path.basename(write(tmp_path / "conf", GOOD))))
     assert inv.nodes[0].key == str(tmp_path / "conf" / "keys" / "id_ed25519")
-    assert inv.settings["state_file"] == str(tmp_path / "conf" / "data" / "state.json")
+    assert inv.settings.state_file == str(tmp_path / "conf" / "data" / "state.json")
 
 
 def test_defaults_only_need_nodes(tmp_path):
     inv = load(write(tmp_path, "nodes:\n  - {name: a, host: 10.0.0.1}\n"))
     assert inv.masters == [{"name": "m1", "api": "127.0.0.1:7070", "source": None, "index": 1}]
-    assert inv.settings["down_after"] == DEFAULTS["down_after"]
+    assert inv.settings.down_after == DEFAULTS["down_after"] == 5.0
 
 
 def test_an_unknown_master(tmp_path):
@@ -144,10 +144,10 @@ def test_api_settings_give_tls_and_the_token_file(tmp_path):
     inv = load(write(tmp_path, "nodes:\n  - {name: a, host: 10.0.0.1}\nsettings:\n  api:\n"
                                "    tokens: secret/tokens.json\n"
                                "    tls: {certificate: tls/api.crt, key: tls/api.key}\n"))
-    assert inv.settings["api"] == {"tokens": str(tmp_path / "secret" / "tokens.json"),
-                                   "tls": {"certificate": str(tmp_path / "tls" / "api.crt"),
-                                           "key": str(tmp_path / "tls" / "api.key"),
-                                           "ca": str(tmp_path / "tls" / "api.crt")}}
+    assert inv.settings.api == ApiSettings(tokens=str(tmp_path / "secret" / "tokens.json"),
+                                           tls=Tls(certificate=str(tmp_path / "tls" / "api.crt"),
+                                                   key=str(tmp_path / "tls" / "api.key"),
+                                                   ca=str(tmp_path / "tls" / "api.crt")))
     assert inv.scheme == "https" and inv.url("10.0.0.9:7070") == "https://10.0.0.9:7070"
     assert inv.verify == str(tmp_path / "tls" / "api.crt")
 

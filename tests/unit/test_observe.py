@@ -3,6 +3,7 @@ answers merge with the master's own optimistic changes, and that recording
 never waits for the loop's lock. The clock is a number the test sets; a few
 tests run threads only to show who waits for whom (their bounds are deadlock
 bounds, not timings)."""
+import dataclasses
 import threading
 from types import SimpleNamespace
 
@@ -10,9 +11,10 @@ from hypothesis import given, settings, strategies as st
 
 from model import Container, READY, SUSPECT, DOWN, UNKNOWN
 from master.observe import LIST, PING, Observation, Prober
+from model import Settings
 from remote.transport import RemoteError, Result
 
-SETTINGS = {"down_after": 5, "probe_interval": 1, "engine_timeout": 30}
+SETTINGS = Settings(down_after=5, probe_interval=1, engine_timeout=30)
 BOUND = 20          # seconds: only a deadlock or a lost wake-up ever reaches it
 
 
@@ -213,7 +215,7 @@ def test_a_node_that_stops_answering_is_down_within_down_after_and_an_interval(l
         elif down_at is None:
             down_at = lost + 20
     assert down_at >= lost
-    assert down_at <= lost + SETTINGS["down_after"] + SETTINGS["probe_interval"] + 0.5
+    assert down_at <= lost + SETTINGS.down_after + SETTINGS.probe_interval + 0.5
 
 
 # -- snapshot -------------------------------------------------------------------------------
@@ -316,7 +318,7 @@ class FakeConnection:
 
 
 def test_the_prober_checks_sshd_while_a_listing_is_out():
-    settings_ = dict(SETTINGS, probe_interval=0.05)
+    settings_ = dataclasses.replace(SETTINGS, probe_interval=0.05)
     obs = Observation(["a"], settings_)
     conn = FakeConnection()
     stopping = threading.Event()

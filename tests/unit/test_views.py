@@ -33,7 +33,7 @@ def master():
     clock = Clock(0.0)
     store = Store(None)
     obs = Observation(["a", "b"], SETTINGS, clock=clock)
-    loop = Loop(store, None, obs, None, EventLog(store), dict(SETTINGS, rebalance_parallelism=1),
+    loop = Loop(store, None, obs, None, EventLog(store), SETTINGS,
                 clock=clock, wall=lambda: 1e9)
     election = SimpleNamespace(reason="", status=lambda: ("leader", 101))
     inventory = SimpleNamespace(nodes=[NodeInfo("a", "10.0.0.1"), NodeInfo("b", "10.0.0.2")],
