@@ -281,3 +281,35 @@ def test_an_unreachable_node_and_a_burst_of_writes_never_starve_the_renewals(fle
         m1.stop()
         fleet.connections["n3"].hang.set()
         m1.join(10)
+
+
+# -- takeover -----------------------------------------------------------------------------
+
+def test_a_standby_takes_over_once_the_lease_stops_moving_and_the_old_epoch_is_refused(fleet, clock):
+    """While m1 renews, m2 only watches; once m1's lease has not moved for a
+    ttl, m2 claims a higher epoch, adopts the replicated state and leads; the
+    nodes refuse m1's actions of its epoch from then on, and m1's next renewal
+    round ends its term."""
+    m1, _ = master(fleet, clock)
+    m2, _ = master(fleet, clock, name="m2", index=2)
+    old = lead(m1)
+    create(m1, "web")
+    settle(m1)
+    for _ in range(4):                          # renewals keep the lease moving: m2 waits
+        m2._poll_round(clock())
+        assert m2.role != LEADER
+        clock.advance(TTL / 3)
+        m1._renew_round(clock())
+    m2._poll_round(clock())                     # m1 falls silent from here on
+    clock.advance(TTL - 0.01)
+    m2._poll_round(clock())
+    assert m2.role != LEADER                    # not quiet for a whole ttl yet
+    clock.advance(0.02)
+    m2._poll_round(clock())
+    settle(m2)
+    assert m2.role == LEADER and m2.epoch > old
+    assert [s.name for s in m2.store.services()] == ["web"]
+    refused = fleet.connections["n1"].run(cmd.fenced(old, "run", ["true"]))
+    assert refused.exit == cmd.FENCED_EXIT
+    m1._renew_round(clock())
+    assert m1.role != LEADER
