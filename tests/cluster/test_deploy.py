@@ -3,6 +3,7 @@ import time
 from datetime import datetime
 
 import pytest
+import requests
 
 from conftest import NODE_ADDRESSES, api, wait_for
 
@@ -145,9 +146,18 @@ def test_duplicate_name_is_409_and_changes_nothing(engines):
     assert api("GET", "/service/web").json()["spec"]["image"] == "bicycle/demo:1"
 
 
+def serves(url):
+    """The body at url, or None while nothing answers there yet."""
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.RequestException:
+        return None
+
+
 def test_published_port_serves_on_each_node(engines):
-    import requests
     create("site", 3, ports=["18080:80"])
+    # Converged means running on the engines; the server in the container may
+    # take a moment more to listen (no health check yet), so wait for it.
     for address in NODE_ADDRESSES:
-        body = requests.get(f"http://{address}:18080/", timeout=5).text
+        body = wait_for(lambda: serves(f"http://{address}:18080/"), 15)
         assert "bicycle demo v1" in body
