@@ -174,6 +174,7 @@ class Loop(threading.Thread):
             self.pending[(action.service, action.slot)] = action.node
         if action.container is not None and action.kind in ("stop", "replace"):
             self.removing.add(action.container.id)
+            self.backoffs.expect_exit(action.container.id)
         self.fleet.submit(self._apply, action, spec, epoch)
 
     def _fenced(self, node, epoch, kind, argv, stdin=None):

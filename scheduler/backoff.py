@@ -50,6 +50,12 @@ class Backoffs:
     def place_ok(self, key):
         self.place.pop(key, None)
 
+    def expect_exit(self, container_id):
+        """Bicycle itself stops this container (a replacement, a move, a
+        scale-down): the exit a listing may catch before it is gone (137
+        after docker rm -f) is no crash and is never counted."""
+        self.seen_exits.add(container_id)
+
     def observe(self, services, observed, now, wall):
         """Count new exits and clear slots that run steadily again.
         Returns a list of (service, slot, message) for the new exits."""

@@ -139,6 +139,19 @@ def test_the_same_exited_container_is_counted_once():
     assert not b.failing("web")
 
 
+def test_an_exit_bicycle_causes_is_no_crash():
+    """A container the master removes (start-first replacement, move) may be
+    listed exited with 137 before it is gone: not counted, no back-off."""
+    b = Backoffs()
+    replaced = box(status="running", started=0.0, cid="old")
+    b.observe([WEB], [replaced], NOW, WALL0 + 2)
+    b.expect_exit("old")
+    killed = box(started=0.0, finished=2.2, exit_code=137, cid="old")
+    assert b.observe([WEB], [killed], NOW + 1, WALL0 + 3) == []
+    assert b.crash == {} and not b.failing("web")
+    assert b.observe([WEB], [box(started=0.0, finished=1.0, cid="other")], NOW + 2, WALL0 + 4) != []
+
+
 def test_exits_of_several_slots_in_one_round():
     b = Backoffs()
     out = b.observe([WEB], [box(slot=1, started=0, finished=1), box(slot=2, started=0, finished=50, exit_code=0)],
