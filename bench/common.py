@@ -32,6 +32,17 @@ def sandbox_up():
     return inventory, cluster.engines(DIR)
 
 
+def running_slots(clients, service):
+    """slot -> running containers of `service`, read from each engine of
+    `clients` (docker SDK clients), not from the master."""
+    slots = {}
+    for client in clients:
+        for c in client.api.containers(filters={"label": f"bicycle.service={service}", "status": "running"}):
+            slot = int(c["Labels"]["bicycle.slot"])
+            slots[slot] = slots.get(slot, 0) + 1
+    return slots
+
+
 def sandbox_down():
     cluster.down(DIR, log=lambda *a: None)
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker as docker_sdk
 
-from common import API, IMAGE, docker, http, sandbox_up, sandbox_down, start_master, stop_master
+from common import API, IMAGE, docker, http, running_slots, sandbox_up, sandbox_down, start_master, stop_master
 
 REPLICAS, PER_NODE = 12, 4
 
@@ -29,16 +29,6 @@ def sample_state(stop, latencies):
         http.get(f"http://{API}/state", timeout=10)
         latencies.append(time.perf_counter() - t)
         time.sleep(0.02)
-
-
-def running_slots(clients):
-    """slot -> running containers of the service `bench`, read from every engine."""
-    slots = {}
-    for client in clients:
-        for c in client.api.containers(filters={"label": "bicycle.service=bench", "status": "running"}):
-            slot = int(c["Labels"]["bicycle.slot"])
-            slots[slot] = slots.get(slot, 0) + 1
-    return slots
 
 
 def bicycle_run(clients, latencies):
@@ -52,7 +42,7 @@ def bicycle_run(clients, latencies):
     try:
         if r.status_code != 202:
             raise SystemExit(f"bench: create refused: {r.status_code} {r.text[:300]}")
-        while running_slots(clients) != want:
+        while running_slots(clients, "bench") != want:
             if time.perf_counter() - t > 120:
                 raise SystemExit("bench: the engines never ran every slot")
             time.sleep(0.01)

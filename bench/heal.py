@@ -22,21 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker as docker_sdk
 
-from common import BASE, DIR, IMAGE, docker, http, sandbox_up, sandbox_down, start_master, stop_master, wait_ready
+from common import BASE, DIR, IMAGE, docker, http, running_slots, sandbox_up, sandbox_down, start_master, stop_master, wait_ready
 from master.inventory import load
 from model import parse_time
 from sandbox import cluster
 
 REPLICAS, PER_NODE, VICTIM = 12, 4, "node2"
-
-
-def running_slots(clients, nodes):
-    slots = {}
-    for node in nodes:
-        for c in clients[node].api.containers(filters={"label": "bicycle.service=heal", "status": "running"}):
-            slot = int(c["Labels"]["bicycle.slot"])
-            slots[slot] = slots.get(slot, 0) + 1
-    return slots
 
 
 def down_event(after_id):
@@ -61,7 +52,7 @@ def bicycle_run(clients, survivors):
     killed = time.time()
     os.kill(row["dockerd_pid"], signal.SIGKILL)
     os.kill(row["sshd_pid"], signal.SIGKILL)
-    while running_slots(clients, survivors) != {s: 1 for s in range(1, REPLICAS + 1)}:
+    while running_slots([clients[n] for n in survivors], "heal") != {s: 1 for s in range(1, REPLICAS + 1)}:
         if time.time() - killed > 120:
             raise SystemExit("bench: slots did not move within 120 s")
         time.sleep(0.02)

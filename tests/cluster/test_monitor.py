@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from browser import RED, Browser, dashboard, row, status_colour
-from conftest import API, BASE, NODE_BASE, ROOT, SANDBOX, api, http, token, wait_for
+from conftest import API, BASE, NODE_BASE, ROOT, SANDBOX, api, http, wait_for
 from sandbox import cluster
 
 pytestmark = pytest.mark.usefixtures("clean")

@@ -15,17 +15,12 @@ import requests
 
 from conftest import NODE_ADDRESSES, api, port, wait_for
 from sampling import Sampler, engine_events, listing, running_slots
+from test_heal import create
 
 pytestmark = pytest.mark.usefixtures("clean")
 
 EVERY = 0.1          # seconds between samples of the engines
 MIN_SAMPLES = 3      # a check over fewer samples means nothing (a fast move takes 0.3-0.5 s)
-
-
-def create(name, replicas, **extra):
-    r = api("POST", "/service", dict(name=name, image="bicycle/demo:1", replicas=replicas, **extra))
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def settled(engines, service, replicas, image="bicycle/demo:1", nodes=("node1", "node2", "node3")):

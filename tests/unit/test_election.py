@@ -9,10 +9,9 @@ import time
 import pytest
 
 from master.election import LEADER, POLLS_PER_TTL, Election, NotLeader
-from model import ServiceSpec
+from model import ServiceSpec, Settings
 from remote import lease as cmd
 from store.state import Store
-from model import Settings
 from scriptnodes import Clock, ScriptFleet
 
 TTL = 6.0

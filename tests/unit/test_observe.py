@@ -9,9 +9,8 @@ from types import SimpleNamespace
 
 from hypothesis import given, settings, strategies as st
 
-from model import Container, READY, SUSPECT, DOWN, UNKNOWN
+from model import Container, READY, SUSPECT, DOWN, UNKNOWN, Settings
 from master.observe import LIST, PING, Observation, Prober
-from model import Settings
 from remote.transport import RemoteError, Result
 
 SETTINGS = Settings(down_after=5, probe_interval=1, engine_timeout=30)
