@@ -46,16 +46,16 @@ class Master:
         wake = threading.Event()            # the loop's: set to start a round soon
         self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.events.record, clock,
                                  on_lead=wake.set)
+        self.metrics = Metrics(lambda: self.views.state())
         self.loop = Loop(self.store, self.fleet, self.observation, self.election, self.events, s,
-                         clock=clock, wall=wall, vault=self.vault, woken=wake)
+                         clock=clock, wall=wall, vault=self.vault, woken=wake,
+                         on_round=self.metrics.reconcile.observe)
         self.peers = {}                     # other masters as last seen over HTTP
         self.probers = [Prober(n.name, self.fleet, self.observation, self.loop.stopping, self.now_iso)
                         for n in inventory.nodes]
         self.views = Views(self.store, self.observation, self.loop, self.election, inventory,
                            ThisMaster(self.name, self.api, started_wall), self.peers, self.leader)
         self.logs = Logs(self.fleet, self.observation, clock)
-        self.metrics = Metrics(self.views.state)
-        self.loop.on_round = self.metrics.reconcile.observe
         for conn in self.fleet.connections.values():
             conn.on_command = lambda node, seconds: self.metrics.ssh.labels(node).observe(seconds)
         self.app = make_app(

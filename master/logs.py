@@ -89,58 +89,30 @@ class Logs:
         including those of containers that start later. pick() -> containers now.
         Ends when the client leaves (the generator is closed) or `shutdown` is set."""
         shutdown = shutdown or threading.Event()
-        done = threading.Event()          # this follower's own end; never the master's
-        lines = queue.Queue()
-        streams = {}
-        told = set()
-
-        def start(c, tail_n):
-            try:
-                stream = self.fleet.connections[c.node].stream(commands.logs(c.id, tail_n, None, follow=True))
-            except RemoteError as e:
-                if c.node not in told:
-                    told.add(c.node)
-                    lines.put(marker(c.node, e))
-                return
-            streams[c.id] = stream
-
-            def pump():
-                for line in stream.lines(done):
-                    stamp, text = parse.log_line(line)
-                    if stamp:
-                        lines.put(render(c, stamp, text, timestamps))
-                    elif line.strip() and c.node not in told:
-                        told.add(c.node)          # docker's own words: about the node, said once
-                        lines.put(marker(c.node, line.strip()[:300]))
-            threading.Thread(target=pump, daemon=True, name=f"logs-{c.name}").start()
-
+        streams = _Streams(self.fleet, timestamps)
         first = pick()
-        first_ids = {c.id for c in first}
         try:
             yield from self.snapshot(first, tail, since, timestamps)
             down = self._down()
             for c in first:
-                if c.node not in down:
-                    start(c, 0)
-                elif c.node not in told:
-                    told.add(c.node)
-            last_scan = self.clock()
+                if c.node in down:
+                    streams.told.add(c.node)       # the snapshot said so already
+                else:
+                    streams.start(c, 0)
+            first_ids, last_scan = {c.id for c in first}, self.clock()
             while not shutdown.is_set():
                 try:
-                    yield lines.get(timeout=0.25)
+                    yield streams.lines.get(timeout=0.25)
                     continue
                 except queue.Empty:
                     pass
                 if self.clock() - last_scan >= RESCAN:
-                    last_scan = self.clock()
-                    down = self._down()
+                    last_scan, down = self.clock(), self._down()
                     for c in pick():
-                        if c.id not in streams and c.node not in down and c.id not in first_ids:
-                            start(c, None)
+                        if c.id not in streams.open and c.node not in down and c.id not in first_ids:
+                            streams.start(c, None)
         finally:
-            done.set()
-            for s in streams.values():
-                s.close()
+            streams.close()
 
     def stats(self, containers):
         """CPU % and memory per running container, read from each node's engine."""
@@ -170,3 +142,42 @@ class Logs:
         for node in sorted({c.node for c in containers} & down):
             errors[node] = "node is down"
         return {"containers": sorted(rows, key=lambda r: (r["service"], r["slot"], r["node"])), "errors": errors}
+
+
+class _Streams:
+    """One follower's streams: a channel per container feeding one queue of
+    lines, and a marker (said once per node) for a node that cannot be read."""
+
+    def __init__(self, fleet, timestamps):
+        self.fleet, self.timestamps = fleet, timestamps
+        self.done = threading.Event()      # this follower's own end; never the master's
+        self.lines = queue.Queue()
+        self.open = {}                     # container id -> its stream
+        self.told = set()                  # nodes already given a marker line
+
+    def tell(self, node, error):
+        if node not in self.told:
+            self.told.add(node)
+            self.lines.put(marker(node, error))
+
+    def start(self, c, tail_n):
+        try:
+            stream = self.fleet.connections[c.node].stream(commands.logs(c.id, tail_n, None, follow=True))
+        except RemoteError as e:
+            self.tell(c.node, e)
+            return
+        self.open[c.id] = stream
+        threading.Thread(target=self._pump, args=(c, stream), daemon=True, name=f"logs-{c.name}").start()
+
+    def _pump(self, c, stream):
+        for line in stream.lines(self.done):
+            stamp, text = parse.log_line(line)
+            if stamp:
+                self.lines.put(render(c, stamp, text, self.timestamps))
+            elif line.strip():
+                self.tell(c.node, line.strip()[:300])     # docker's own words: about the node, said once
+
+    def close(self):
+        self.done.set()
+        for s in self.open.values():
+            s.close()

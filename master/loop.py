@@ -32,12 +32,12 @@ class Bookkeeping:
 
 class Loop(threading.Thread):
     def __init__(self, store, fleet, observation, election, events, settings, clock=time.monotonic,
-                 wall=time.time, vault=None, woken=None):
+                 wall=time.time, vault=None, woken=None, on_round=lambda seconds: None):
         super().__init__(name="reconcile", daemon=True)
         self.vault = vault                         # unseals services' secrets for docker run
         self.store, self.fleet, self.obs, self.settings = store, fleet, observation, settings
         self.election, self.events = election, events
-        self.on_round = None                       # callable(seconds) after each round (metrics)
+        self.on_round = on_round                   # callable(seconds) after each round (metrics)
         self.clock, self.wall = clock, wall
         self.stopping = threading.Event()
         self.woken = threading.Event() if woken is None else woken     # set to start a round soon
@@ -111,8 +111,7 @@ class Loop(threading.Thread):
             except NotLeader as e:
                 self.events.record("error", f"removal of {', '.join(forgotten)} not replicated: {e}")
         self.reconcile_seconds = self.clock() - started
-        if self.on_round is not None:
-            self.on_round(self.reconcile_seconds)
+        self.on_round(self.reconcile_seconds)
 
     def _term_view(self):
         """(services, drained nodes, the epoch to act in), read together: an

@@ -59,12 +59,7 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     def err(field, message):
         errors.append({"field": field, "message": message})
 
-    name = None
-    if base is None:
-        try:
-            name = check_name(body.get("name"))
-        except Invalid as e:
-            errors += e.errors
+    name = _create_name(body, err) if base is None else None
     image = merged.get("image")
     if not isinstance(image, str) or len(image) > 512 or not IMAGE.fullmatch(image):
         err("image", "required: an image reference such as 'repo/name:tag'")
@@ -90,14 +85,27 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
                         f"({max_per_node_nodes} nodes)")
     if errors:
         raise Invalid(errors)
-    if secrets is None:
-        sealed = tuple(sorted(stored.items()))
-    else:
-        sealed = tuple(sorted((k, seal(k, v)) for k, v in secrets.items()))   # no seal, no secrets
     spec = ServiceSpec(image=image, command=tuple(command), env=tuple(sorted(env.items())),
                        ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart,
-                       secrets=sealed)
+                       secrets=_sealed(stored, secrets, seal))
     return name, spec, replicas
+
+
+def _create_name(body, err):
+    try:
+        return check_name(body.get("name"))
+    except Invalid as e:
+        for one in e.errors:
+            err(one["field"], one["message"])
+        return None
+
+
+def _sealed(stored, secrets, seal):
+    """The secrets to store: the stored (sealed) ones when the body has none,
+    else each given one sealed (no seal given, no secrets allowed)."""
+    if secrets is None:
+        return tuple(sorted(stored.items()))
+    return tuple(sorted((k, seal(k, v)) for k, v in secrets.items()))
 
 
 def _text_ok(value):
