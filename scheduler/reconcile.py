@@ -16,6 +16,10 @@ Pure. The loop applies the plan elsewhere (master/loop.py). Rules, in order:
 5. Then, start-first and at most `max_moves` per service at a time (changes
    still under way count), containers leave drained nodes and the spread is
    restored.
+5b. A quiet round (no change planned or under way, no node suspect) evens
+   out the nodes' totals, start-first and at most `max_moves` at a time
+   (scheduler/balance.py): a node that joins or returns gets work even when
+   every service is spread already.
 6. Nothing new goes to a node that still has containers to remove: a node
    that comes back first loses its surplus, then gets work again.
 
@@ -28,6 +32,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from model import Action, Plan, READY, SUSPECT, UNKNOWN, DELETE
+from scheduler.balance import balance
 from scheduler.place import Spread, spread_ok
 
 
@@ -80,7 +85,24 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
     for name, containers in sorted(by_service.items()):
         if name not in owned:
             actions += [_stop(c, "no service owns it") for c in containers if r.ready(c.node)]
+    if _quiet(actions, r, removing_nodes):
+        actions += balance(services, _settled(services, visible, r), r.eligible, r.max_moves)
     return Plan(tuple(_surplus_first(actions, removing_nodes)))
+
+
+def _quiet(actions, r, removing_nodes):
+    """No change planned or under way and no node suspect: the time to even
+    out the cluster's totals (scheduler/balance.py)."""
+    return (all(a.kind == "keep" for a in actions) and not r.pending and not removing_nodes
+            and SUSPECT not in r.node_status.values())
+
+
+def _settled(services, visible, r):
+    """The running containers of the current spec that balancing may move:
+    not backing off, on eligible nodes."""
+    digests = {s.name: s.spec.digest() for s in services}
+    return [c for c in visible if c.running and digests.get(c.service) == c.spec
+            and c.node in r.eligible and not r.waiting(c.service, c.slot)]
 
 
 def _surplus_first(actions, removing_nodes):

@@ -4,7 +4,7 @@ and the engines' own container events. Used by the cluster tests that assert
 an order (start-first, stop-first, back-off) on what really ran."""
 import threading
 import time
-from collections import namedtuple
+from collections import Counter, namedtuple
 
 
 class Sampler:
@@ -49,6 +49,22 @@ def listing(engines, service, nodes=None):
             rows = client.api.containers(all=True, filters={"label": f"bicycle.service={service}"})
             out[node] = {r["Id"]: (int(r["Labels"]["bicycle.slot"]), r["State"], r["Image"]) for r in rows}
     return out
+
+
+def running_services(engines):
+    """service -> running containers of it, over every engine (one plain
+    list request per engine)."""
+    out = Counter()
+    for client in engines.clients.values():
+        for row in client.api.containers(filters={"label": "bicycle.service", "status": "running"}):
+            out[row["Labels"]["bicycle.service"]] += 1
+    return out
+
+
+def running_per_node(engines):
+    """node -> its running Bicycle containers, of every service."""
+    return {node: len(client.api.containers(filters={"label": "bicycle.service", "status": "running"}))
+            for node, client in engines.clients.items()}
 
 
 def running_slots(sample):

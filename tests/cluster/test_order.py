@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import NODE_ADDRESSES, api, port, wait_for
-from sampling import Sampler, engine_events, listing, running_slots
+from sampling import Sampler, engine_events, listing, running_per_node, running_services, running_slots
 from test_heal import create
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -120,6 +120,32 @@ def test_rebalance_onto_an_activated_node_is_start_first(engines):
     late = removed_before_replacement(events)
     assert not late, f"(slot, node, id) removed before a replacement of its slot started: {late}"
     assert doubled(watch.samples), "no sample saw a moving slot run twice: the moves were not sampled"
+
+
+def test_an_activated_node_gets_a_share_of_twelve_one_replica_services(engines):
+    """12 one-replica services while node3 is drained: 6/6/0. node3
+    activated: every service is spread already (one replica each), the
+    cluster balance moves four of them start-first: 4/4/4 on the engines, and
+    every service ran at every sample."""
+    names = [f"one{i:02d}" for i in range(12)]
+    drain("node3")
+    try:
+        for name in names:
+            create(name, 1)
+        wait_for(lambda: running_per_node(engines) == {"node1": 6, "node2": 6, "node3": 0}, 30)
+        since = time.time_ns()
+        with Sampler(lambda: running_services(engines), every=EVERY) as watch:
+            activate("node3")
+            wait_for(lambda: running_per_node(engines) == {"node1": 4, "node2": 4, "node3": 4}
+                     and running_services(engines) == {name: 1 for name in names}, 60)
+    finally:
+        activate("node3")
+    assert len(watch.samples) >= MIN_SAMPLES, f"only {len(watch.samples)} samples"
+    short = [s for s in watch.samples if any(s[name] < 1 for name in names)]
+    assert not short, f"{len(short)} of {len(watch.samples)} samples had a service with nothing running"
+    moved = [n for n in names if removals(engine_events(engines, n, since))]
+    assert len(moved) == 4, moved
+    assert any(max(s.values()) >= 2 for s in watch.samples), "no sample saw a moving service run twice"
 
 
 def test_spec_update_is_start_first(engines):

@@ -39,7 +39,7 @@ def run(services, observed, status, drained=frozenset(), ready_since=None, max_m
 
 
 def is_move(a):
-    return a.kind == "replace" and (a.reason.startswith("rebalance from ")
+    return a.kind == "replace" and (a.reason.startswith(("rebalance from ", "cluster balance from "))
                                     or (a.reason.startswith("node ") and a.reason.endswith(" drained")))
 
 
@@ -60,6 +60,16 @@ def assert_settled(services, final, status, drained):
         assert sorted(c.slot for c in mine) == list(range(1, s.replicas + 1)), f"{s.name}: one per slot"
         counts = Counter(c.node for c in mine)
         assert spread_ok(eligible, counts), f"{s.name}: {dict(counts)} over {eligible}"
+    if SUSPECT not in status.values():       # balancing waits while a node is suspect
+        assert_totals_even(services, final, eligible)
+
+
+def assert_totals_even(services, final, eligible):
+    live = {s.name for s in services if s.state != DELETE}
+    totals = Counter({n: 0 for n in eligible})
+    totals.update(c.node for c in final if c.service in live and c.running and c.node in eligible)
+    assert max(totals.values(), default=0) - min(totals.values(), default=0) <= 1, \
+        f"the nodes' totals are uneven: {dict(totals)}"
 
 
 # -- a cluster whose changes take time -------------------------------------------
