@@ -18,9 +18,20 @@ def replace_private(path, text):
     """Replace `path` by `text` so that a crash leaves the old or the new file:
     a temporary file in the same folder (mode 0600), fsync, rename, fsync of
     the folder."""
+    _replace(path, text, 0o600)
+
+
+def replace_keeping_mode(path, text):
+    """replace_private, but the new file keeps the old one's permissions
+    (an inventory the user edits and other tools read)."""
+    _replace(path, text, os.stat(path).st_mode & 0o7777)
+
+
+def _replace(path, text, mode):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=folder)     # mode 0600
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

@@ -69,11 +69,24 @@ def load(path):
     path = os.path.abspath(path)
     try:
         with open(path, encoding="utf-8") as f:
-            data = YAML(typ="rt").load(f)
+            text = f.read()
     except FileNotFoundError:
         raise InventoryError(f"{path}: inventory file not found") from None
+    return parse(text, path)
+
+
+def read_yaml(text, path):
+    """The round-trip document of an inventory's text (comments and line numbers kept)."""
+    try:
+        return YAML(typ="rt").load(text)
     except YAMLError as e:
         raise InventoryError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def parse(text, path):
+    """The Inventory in `text`, the contents of the file at `path` (its folder
+    anchors relative paths)."""
+    data = read_yaml(text, path)
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: must be a mapping with nodes:, masters: and settings:")
     base = os.path.dirname(path)
