@@ -6,10 +6,15 @@ one that comes back) gets no work, since every service is already even.
 When a round is quiet (no change planned or under way, no node suspect), this
 module moves running containers start-first from the fullest eligible node to
 the emptiest, at most `budget` per round, until the nodes' totals differ by
-at most one. A move never breaks a service's own spread: the service must
-have more containers on the source than on the destination (so a service
-that publishes host ports, at most one per node, only goes to a node
-without one). When totals differ by two or more such a service exists.
+at most one.
+
+Only services that restart `always` move: a job (restart `on-failure` or
+`never`) counts where it runs but is never stopped to even the totals out,
+so jobs can leave the totals uneven. A move never breaks a service's own
+spread: the service must have more containers on the source than on the
+destination (so a service that publishes host ports, at most one per node,
+only goes to a node without one); when totals differ by two or more and
+every service restarts `always`, such a service exists.
 
 Every move lowers the sum of the squared totals, so balancing ends and never
 undoes itself.
@@ -29,6 +34,7 @@ def balance(services, containers, eligible, budget):
     live = {s.name: s for s in services if s.state != DELETE}
     mine = [c for c in containers
             if c.node in eligible and c.service in live and 1 <= c.slot <= live[c.service].replicas]
+    always = {name for name, s in live.items() if s.spec.restart == "always"}
     totals = Counter({n: 0 for n in eligible})
     totals.update(c.node for c in mine)
     counts = defaultdict(Counter)               # service -> node -> containers
@@ -36,7 +42,7 @@ def balance(services, containers, eligible, budget):
         counts[c.service][c.node] += 1
     moves, moved = [], set()
     while len(moves) < budget:
-        move = _one_move(mine, totals, counts, moved)
+        move = _one_move([c for c in mine if c.service in always], totals, counts, moved)
         if move is None:
             break
         c, dst = move

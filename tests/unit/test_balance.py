@@ -116,3 +116,15 @@ def test_balancing_ends_even_keeps_each_spread_and_always_lowers_the_squares(clu
 
     end = settle(services, observed, status, max_moves, check)
     assert_totals_even(services, end, nodes)
+
+
+def test_jobs_count_where_they_run_but_never_move():
+    """A container of a service that restarts on-failure or never is a job:
+    stopping it to even the totals would kill its work."""
+    services = [svc("job", 1, restart="on-failure"), svc("once", 1, restart="never"), svc("web", 2)]
+    observed = current(services, [("job", 1, "n1"), ("once", 1, "n1"), ("web", 1, "n2"), ("web", 2, "n3")])
+    assert not reconcile(services, observed, NODES4, NOW, max_moves=3).changes
+    observed += current(services, [("web", 3, "n1")])
+    services[2] = svc("web", 3)
+    moves = reconcile(services, observed, NODES4, NOW, max_moves=3).changes
+    assert [(a.service, a.slot, a.node) for a in moves] == [("web", 3, "n4")]
