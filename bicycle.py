@@ -275,7 +275,7 @@ def service_rm(ctx, name, no_wait):
 
 @main.group()
 def node():
-    """List, drain and activate nodes."""
+    """List, drain, activate, check and trust nodes."""
 
 
 @node.command("ls")
@@ -304,6 +304,21 @@ def node_activate(ctx, name):
     """Let a drained node take work again."""
     _call(ctx, "POST", f"/nodes/{_segment(name)}/activate")
     click.echo(f"node {name} active")
+
+
+@node.command("doctor")
+@click.argument("name", required=False)
+@click.pass_context
+def node_doctor(ctx, name):
+    """Check a node (or every node): SSH, host key, engine, docker access,
+    flock, ~/.bicycle, disk, clock and the services' images; a fix per failure.
+    Exits 1 when a check fails."""
+    names = [name] if name else [n["name"] for n in _call(ctx, "GET", "/nodes")[1]]
+    reports = [_call(ctx, "GET", f"/nodes/{_segment(n)}/doctor")[1] for n in names]
+    click.echo(tables.doctor_table(reports))
+    failed = [r["node"] for r in reports if not r["ok"]]
+    if failed:
+        raise Fail(f"{len(failed)} node(s) need care: {', '.join(failed)}")
 
 
 @node.command("trust")

@@ -1,4 +1,4 @@
-"""Plain-text tables for `status`, `service ls` and `service ps`."""
+"""Plain-text tables for `status`, `service ls`, `service ps`, `node doctor` and the rest."""
 
 
 def table(headers, rows):
@@ -50,3 +50,9 @@ def stats_table(rows):
         return None if n is None else f"{n / 1024 / 1024:.1f}MiB"
     return table(["container", "node", "cpu %", "memory", "mem %"],
                  [[r["name"], r["node"], r["cpu_percent"], mib(r["memory_bytes"]), r["memory_percent"]] for r in rows])
+
+
+def doctor_table(reports):
+    return table(["node", "check", "result", "detail", "fix"],
+                 [[r["node"], c["check"], "pass" if c["ok"] else "FAIL", c["detail"], c["hint"] or None]
+                  for r in reports for c in r["checks"]])

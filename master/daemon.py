@@ -22,6 +22,7 @@ from master.logs import Logs
 from master.metrics import Metrics
 from master.loop import Loop
 from master.observe import Observation, Prober
+from master.doctor import Doctor
 from master.vault import Vault
 from master.view import ThisMaster, Views
 from model import DELETE
@@ -64,7 +65,8 @@ class Master:
                             self.events.record, self.loop.wake, self.now_iso),
             leadership=Leadership(self.name, self.election, self.leader, inventory.url),
             waits=Waits(s.converge_timeout, self.wait_settled, self.wait_empty),
-            monitor=Monitor(self.logs, self.observation.containers, self.loop.stopping, self.metrics.render))
+            monitor=Monitor(self.logs, self.observation.containers, self.loop.stopping, self.metrics.render),
+            doctor=Doctor(self.fleet, self.store, wall).examine)
         self.server = None
 
     def now_iso(self):

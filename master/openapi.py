@@ -78,6 +78,12 @@ NODE = {"type": "object", "properties": {
     "last_seen": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True},
     "containers": {"type": "integer"}}}
 
+DOCTOR = {"type": "object", "required": ["node", "ok", "checks"], "properties": {
+    "node": {"type": "string"}, "ok": {"type": "boolean"},
+    "checks": {"type": "array", "items": {"type": "object", "required": ["check", "ok", "detail", "hint"], "properties": {
+        "check": {"type": "string"}, "ok": {"type": "boolean"}, "detail": {"type": "string"},
+        "hint": {"type": "string", "description": "how to fix a failure; empty when it passes"}}}}}}
+
 STATE = {"type": "object", "required": ["master", "nodes", "services", "containers"], "properties": {
     "master": {"type": "object", "properties": {
         "name": {"type": "string"}, "pid": {"type": "integer"}, "api": {"type": "string"},
@@ -201,6 +207,9 @@ def document():
                                              "parameters": WAIT,
                                              "responses": dict(NODE_OK, **{"202": dict(description="still moving", **_json(NODE))},
                                                                **_errors(400, 404, 422))}},
+            "/nodes/{name}/doctor": {"parameters": [PATH_NAME], "get": {
+                "summary": "check the node: SSH, host key, engine, docker access, flock, ~/.bicycle, disk, clock, images",
+                "responses": {"200": dict(description="the check list", **_json(DOCTOR)), **_errors(404, 422)}}},
             "/nodes/{name}/activate": {"parameters": [PATH_NAME],
                                        "post": {"summary": "the node takes work again",
                                                 "responses": dict(NODE_OK, **_errors(404, 422))}},

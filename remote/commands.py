@@ -67,3 +67,28 @@ def logs(container_id, tail=None, since=None, follow=False):
 def stats(container_ids):
     """One sample of CPU and memory per container, one JSON object a line."""
     return ["docker", "stats", "--no-stream", "--no-trunc", "--format", "{{json .}}", "--", *container_ids]
+
+
+# What `node doctor` asks a node, in one round trip: one `key=value` line per
+# fact (parse.doctor reads them); the images to look for come as "$@".
+DOCTOR_SCRIPT = r'''
+echo "docker_path=$(command -v docker)"
+out=$(docker version --format '{{.Server.Version}}' 2>&1); echo "engine_rc=$?"
+echo "engine=$(printf %s "$out" | tr '\n' ' ' | cut -c1-300)"
+echo "flock=$(command -v flock)"
+D="$HOME/.bicycle"; if mkdir -p "$D" 2>/dev/null && [ -w "$D" ]; then echo state_dir=ok; else echo state_dir=no; fi
+root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null)
+free=$(df -Pk "${root:-$HOME}" 2>/dev/null | awk 'NR==2 {print $4}')
+[ -n "$free" ] || free=$(df -Pk "$HOME" | awk 'NR==2 {print $4}')
+echo "disk_free_kib=$free"; echo "disk_path=${root:-$HOME}"
+echo "clock=$(date +%s.%N)"
+for image in "$@"; do
+  if docker image inspect --format '{{.Id}}' -- "$image" >/dev/null 2>&1; then echo "image_present=$image"
+  else echo "image_missing=$image"; fi
+done
+'''
+
+
+def doctor(images):
+    """The facts `node doctor` checks, for the images `images`."""
+    return ["sh", "-c", DOCTOR_SCRIPT, "bicycle-doctor", *images]

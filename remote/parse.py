@@ -209,3 +209,20 @@ def _bytes(text):
         return None
     unit = UNITS.get(m.group(2).lower() or "b")
     return None if unit is None else int(float(m.group(1)) * unit)
+
+
+# -- node doctor ------------------------------------------------------------------
+
+def doctor(stdout):
+    """commands.doctor's lines -> {fact: value}, with images_present and
+    images_missing as lists."""
+    facts = {"images_present": [], "images_missing": []}
+    for line in (stdout or "").splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key in ("image_present", "image_missing"):
+            facts[key.replace("image_", "images_")].append(value)
+        else:
+            facts[key] = value
+    return facts

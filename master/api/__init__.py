@@ -24,9 +24,10 @@ from master.api.writes import Leadership, Waits
 __all__ = ["make_app", "Desired", "Leadership", "Monitor", "Waits"]
 
 
-def make_app(tokens, requests, desired, views, leadership, waits, monitor):
+def make_app(tokens, requests, desired, views, leadership, waits, monitor, doctor):
     """The WSGI app. tokens: {"admin", "read"}; requests: the metrics counter
-    of answers; views: service(), services(), nodes() and state() as JSON."""
+    of answers; views: service(), services(), nodes() and state() as JSON;
+    doctor(node) -> the node's check list (master/doctor.py)."""
     app = bottle.Bottle(catchall=True)
     route = Router(app, tokens, requests).route
 
@@ -43,7 +44,7 @@ def make_app(tokens, requests, desired, views, leadership, waits, monitor):
         return 200, openapi.document()
 
     services.add_routes(route, desired, views, leadership, waits)
-    nodes.add_routes(route, desired, views, leadership, waits)
+    nodes.add_routes(route, desired, views, leadership, waits, doctor)
     add_monitor_routes(route, monitor, desired)
     for code in (400, 404, 405, 413, 500):
         app.error(code)(_error_page)

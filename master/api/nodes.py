@@ -1,4 +1,4 @@
-"""The routes of nodes: /nodes, /nodes/<name>, and draining or activating one.
+"""The routes of nodes: /nodes, /nodes/<name>, its doctor, and draining or activating one.
 
 Like every write, draining and activating are taken only by the leader and
 committed through Desired; a drain waits (bounded, ?wait=false to skip)
@@ -6,7 +6,7 @@ until the node is empty.
 """
 
 
-def add_routes(route, desired, views, leadership, waits):
+def add_routes(route, desired, views, leadership, waits, doctor):
     def node_view(name):
         return next(n for n in views.nodes() if n["name"] == name)
 
@@ -17,6 +17,11 @@ def add_routes(route, desired, views, leadership, waits):
     @route("/nodes/<name>")
     def show_node(name):
         return 200, node_view(desired.node(name))
+
+    @route("/nodes/<name>/doctor")
+    def examine(name):
+        """Any master answers: it asks the node over its own connection."""
+        return 200, doctor(desired.node(name))
 
     @route("/nodes/<name>/drain", "POST")
     def drain(name):

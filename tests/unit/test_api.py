@@ -28,7 +28,7 @@ LEADING = SimpleNamespace(status=lambda: ("leader", 101), settle=lambda _: True,
 
 
 class Untouchable:
-    """Stands in for the views, the loop, the waits and the monitor: bad input must never get here."""
+    """Stands in for the views, the loop, the waits, the monitor and the doctor: bad input must never get here."""
 
     def __init__(self, name):
         self.name = name
@@ -38,6 +38,9 @@ class Untouchable:
             raise AssertionError(f"a bad request reached {self.name}.{attr}")
         return called
 
+    def __call__(self, *_, **__):
+        raise AssertionError(f"a bad request reached {self.name}")
+
 
 def make(store, views=Untouchable("views"), loop=Untouchable("loop"), waits=Untouchable("waits")):
     """The app of master m1 over `store`; `loop` records the events of changes and is woken by them."""
@@ -45,7 +48,7 @@ def make(store, views=Untouchable("views"), loop=Untouchable("loop"), waits=Unto
                       record=loop.record, wake=loop.wake, now_iso=lambda: "2024-01-01T00:05:00Z")
     requests = Counter("requests", "API requests", ["method", "route", "status"], registry=CollectorRegistry())
     return make_app(TOKENS, requests, desired, views, Leadership("m1", LEADING, lambda: None, str),
-                    Waits(1, waits.settled, waits.emptied), Untouchable("monitor"))
+                    Waits(1, waits.settled, waits.emptied), Untouchable("monitor"), Untouchable("doctor"))
 
 
 @pytest.fixture
