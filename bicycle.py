@@ -17,7 +17,7 @@ from cli.client import Client, ClientError  # noqa: E402
 from cli import tables  # noqa: E402
 from master import auth  # noqa: E402
 from master.inventory import API, load, InventoryError  # noqa: E402
-from model import RESTART_POLICIES  # noqa: E402
+from model import PULL_POLICIES, RESTART_POLICIES  # noqa: E402
 
 DEFAULT_INVENTORY = os.path.join(HERE, "inventory.yml")
 API_ADDRESS = re.compile(r"(https?://)?" + API.pattern.strip("^$"))
@@ -199,14 +199,16 @@ def _print_service(svc):
 @click.option("--publish", "-p", multiple=True, help="PUBLISHED:TARGET[/udp], repeatable.")
 @click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--restart", type=click.Choice(RESTART_POLICIES), default="always", show_default=True)
+@click.option("--pull", type=click.Choice(PULL_POLICIES), default="missing", show_default=True,
+              help="When the engine pulls the image; never: it must be on the node (image push).")
 @click.option("--cmd", default=None, help="Command to run, split like a shell would.")
 @click.option("--secret", "-s", "secret", multiple=True,
               help="NAME (value from the environment variable NAME) or NAME=@FILE, repeatable.")
 @click.option("--no-wait", is_flag=True, help="Answer at once instead of waiting until converged.")
 @click.pass_context
-def service_create(ctx, name, image, replicas, env, publish, label, restart, cmd, secret, no_wait):
+def service_create(ctx, name, image, replicas, env, publish, label, restart, pull, cmd, secret, no_wait):
     """Create a service and wait until it runs."""
-    body = {"name": name, "image": image, "replicas": replicas, "restart": restart,
+    body = {"name": name, "image": image, "replicas": replicas, "restart": restart, "pull": pull,
             "env": _pairs(env, "--env"), "labels": _pairs(label, "--label"), "ports": list(publish),
             "secrets": _secrets(secret)}
     if cmd is not None:
@@ -410,6 +412,48 @@ def events(ctx, follow, limit):
     if follow:
         since = recent[-1]["id"] if recent else 0
         _follow(ctx, "/events", {"follow": "true", "since": since}, lambda line: show(json.loads(line)))
+
+
+@main.group()
+def image():
+    """Copy images to the nodes without a registry."""
+
+
+@image.command("push")
+@click.argument("name")
+@click.option("--node", "nodes", multiple=True, help="Only this node (repeatable); default: every node.")
+@click.pass_context
+def image_push(ctx, name, nodes):
+    """Copy IMAGE from the local engine (DOCKER_HOST or the default socket) to
+    the nodes over SSH: streamed into `docker load`, in parallel; a node that
+    has the same image id already is skipped. Exits 1 when a node failed."""
+    from remote import images
+    from remote.transport import NodeConnection
+    from cli.progress import NodesProgress, size
+    inventory = _inventory(ctx.obj["inventory"])
+    known = {n.name: n for n in inventory.nodes}
+    unknown = [n for n in nodes if n not in known]
+    if unknown:
+        raise Fail(f"no node named {unknown[0]!r} in {inventory.path}")
+    s = inventory.settings
+    conns = [NodeConnection(known[n], s.known_hosts, s.connect_timeout) for n in (nodes or known)]
+    progress = NodesProgress([c.node.name for c in conns])
+    try:
+        results = images.push(name, conns, progress.update)
+    except images.PushError as e:
+        raise Fail(str(e)) from None
+    finally:
+        progress.done()
+        for c in conns:
+            c.close()
+    for r in results:
+        rate = f", {size(r.sent / r.seconds)}/s" if r.seconds else ""
+        click.echo(f"{r.node}: " + ("already has it, nothing sent" if r.skipped else
+                                   f"FAILED after {size(r.sent)}: {r.error}" if r.error else
+                                   f"sent {size(r.sent)} in {r.seconds:.1f}s{rate}"))
+    failed = [r.node for r in results if r.error]
+    if failed:
+        raise Fail(f"{name} not pushed to {', '.join(failed)}")
 
 
 @main.group()

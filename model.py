@@ -17,6 +17,7 @@ LABEL_SLOT = "bicycle.slot"
 LABEL_SPEC = "bicycle.spec"
 LABEL_EPOCH = "bicycle.epoch"
 RESTART_POLICIES = ("always", "on-failure", "never")
+PULL_POLICIES = ("missing", "always", "never")     # docker run --pull; the first is the default
 # A service or node name: a DNS label (lower case, digits, inner dashes).
 NAME_PATTERN = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 SECRET_MASK = "********"          # what the API shows instead of a secret's value
@@ -50,6 +51,7 @@ class ServiceSpec:
     labels: tuple = ()       # sorted (key, value) pairs
     restart: str = "always"
     secrets: tuple = ()      # sorted (name, sealed value) pairs: never the plain value
+    pull: str = "missing"    # when the engine pulls the image: missing, always, never
 
     def to_dict(self) -> dict:
         d = {
@@ -62,11 +64,13 @@ class ServiceSpec:
         }
         if self.secrets:          # absent when empty: older specs keep their digest
             d["secrets"] = dict(self.secrets)
+        if self.pull != "missing":    # absent when the default, for the same reason
+            d["pull"] = self.pull
         return d
 
     def public_dict(self) -> dict:
         """to_dict with every secret's value masked: what the API shows."""
-        d = self.to_dict()
+        d = dict(self.to_dict(), pull=self.pull)
         if self.secrets:
             d["secrets"] = {name: SECRET_MASK for name, _ in self.secrets}
         return d
@@ -81,6 +85,7 @@ class ServiceSpec:
             labels=tuple(sorted((d.get("labels") or {}).items())),
             restart=d.get("restart", "always"),
             secrets=tuple(sorted((d.get("secrets") or {}).items())),
+            pull=d.get("pull", "missing"),
         )
 
     def digest(self) -> str:

@@ -223,7 +223,7 @@ class Loop(threading.Thread):
             stdin = self.vault.env_file(spec.secrets).encode() if spec.secrets else None
             result = self._fenced(action.node, epoch, "run", argv, stdin=stdin)
             if not result.ok:
-                raise RuntimeError(parse.engine_error(result.stderr, result.exit))
+                raise RuntimeError(_place_error(parse.engine_error(result.stderr, result.exit), spec, action.node))
             cid = parse.container_id(result.stdout)
         except NotLeader:
             raise
@@ -258,3 +258,12 @@ class Loop(threading.Thread):
         with self.lock:
             return Bookkeeping(frozenset(key[0] for key in self.pending), self.backoffs.by_service(self.clock()),
                                self.drained, self.last_plan, self.reconcile_seconds, self.led)
+
+
+def _place_error(engine_words, spec, node):
+    """What a failed docker run says, with the way out when the image is
+    absent from a node that may not pull it."""
+    if spec.pull == "never" and "no such image" in engine_words.lower():
+        return (f"image {spec.image} is not on {node} and the service's pull is never: "
+                f"push it there (bicycle.py image push {spec.image} --node {node}) [{engine_words}]")
+    return engine_words

@@ -1,6 +1,6 @@
 """The OpenAPI 3.0 description of the REST API, served at /openapi.json."""
 from master import validate
-from model import NODE_STATUSES, RESTART_POLICIES
+from model import NODE_STATUSES, PULL_POLICIES, RESTART_POLICIES
 
 
 ERROR = {"type": "object", "required": ["message"], "properties": {
@@ -41,6 +41,8 @@ SPEC_FIELDS = {
     "ports": {"type": "array", "maxItems": validate.MAX_ITEMS, "items": PORT},
     "labels": _mapping(validate.LABEL_KEY, TEXT),
     "restart": {"type": "string", "enum": list(RESTART_POLICIES), "default": "always"},
+    "pull": {"type": "string", "enum": list(PULL_POLICIES), "default": "missing",
+             "description": "when the engine pulls the image; never: it must be on the node (bicycle.py image push)"},
     "secrets": _mapping(validate.ENV_KEY, LINE,
                         description="NAME -> value, given to the containers as environment; shown masked"),
 }

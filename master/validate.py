@@ -6,7 +6,7 @@ pattern here, and quoted again where the command line is built.
 import re
 import shlex
 
-from model import NAME_PATTERN, ServiceSpec, Port, RESTART_POLICIES
+from model import NAME_PATTERN, PULL_POLICIES, ServiceSpec, Port, RESTART_POLICIES
 
 NAME = re.compile(NAME_PATTERN)
 IMAGE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}(:\d{1,5})?/)?"          # registry host[:port]/
@@ -19,7 +19,7 @@ MAX_REPLICAS = 1000
 MAX_STRING = 4096
 MAX_ITEMS = 100
 
-CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets"}
+CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets", "pull"}
 PATCH_FIELDS = CREATE_FIELDS - {"name"}
 
 
@@ -80,6 +80,9 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     restart = merged.get("restart", "always")
     if restart not in RESTART_POLICIES:
         err("restart", f"must be one of {', '.join(RESTART_POLICIES)}")
+    pull = merged.get("pull", "missing")
+    if pull not in PULL_POLICIES:
+        err("pull", f"must be one of {', '.join(PULL_POLICIES)}")
     if ports and isinstance(replicas, int) and replicas > max_per_node_nodes:
         err("replicas", f"a service that publishes host ports runs at most one container per node "
                         f"({max_per_node_nodes} nodes)")
@@ -87,7 +90,7 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
         raise Invalid(errors)
     spec = ServiceSpec(image=image, command=tuple(command), env=tuple(sorted(env.items())),
                        ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart,
-                       secrets=_sealed(stored, secrets, seal))
+                       secrets=_sealed(stored, secrets, seal), pull=pull)
     return name, spec, replicas
 
 

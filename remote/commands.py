@@ -36,6 +36,8 @@ def run(name, service, slot, spec, epoch=0):
             "--label", f"{LABEL_SPEC}={spec.digest()}",
             "--label", f"{LABEL_EPOCH}={epoch}",
             "--restart", "no"]
+    if spec.pull != "missing":
+        argv += ["--pull", spec.pull]
     for key, value in spec.labels:
         argv += ["--label", f"{key}={value}"]
     for key, value in spec.env:
@@ -92,3 +94,13 @@ done
 def doctor(images):
     """The facts `node doctor` checks, for the images `images`."""
     return ["sh", "-c", DOCTOR_SCRIPT, "bicycle-doctor", *images]
+
+
+def image_id(image):
+    """The id of `image` on the node's engine (exit 1 when it has none)."""
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", "--", image]
+
+
+def load():
+    """docker load of an image archive read from stdin."""
+    return ["docker", "load", "-q"]

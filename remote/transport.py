@@ -127,6 +127,7 @@ class NodeConnection:
 
     def run(self, argv, timeout=None, stdin=None):
         """Run argv on the node; returns Result whatever the exit code.
+        stdin: text or bytes, or an iterable of bytes chunks sent as they come.
 
         Raises RemoteError when the node cannot be reached or the command
         outlives `timeout`, which bounds everything: waiting for a connect,
@@ -146,7 +147,8 @@ class NodeConnection:
             chan.settimeout(left)
             chan.exec_command(command)
             if stdin is not None:
-                chan.sendall(stdin)
+                for chunk in ([stdin] if isinstance(stdin, (str, bytes)) else stdin):
+                    chan.sendall(chunk)
                 chan.shutdown_write()
             out, err = _drain(chan, deadline)
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):

@@ -53,6 +53,13 @@ def test_the_engine_never_restarts_bicycles_containers():
         assert argv[argv.index("--restart") + 1] == "no"
 
 
+def test_a_pull_policy_other_than_missing_goes_to_docker_run():
+    assert "--pull" not in commands.run("x.1.a", "x", 1, ServiceSpec(image="a"))
+    argv = commands.run("x.1.a", "x", 1, ServiceSpec(image="a", pull="never"))
+    assert argv[argv.index("--pull"):argv.index("--pull") + 2] == ["--pull", "never"]
+    assert argv.index("--pull") < argv.index("--")
+
+
 def test_hostile_values_are_quoted_as_literals():
     spec = ServiceSpec(image="alpine", command=("sh", "-c", "echo $HOME; $(touch /tmp/pwned)"),
                        env=(("MSG", "$(touch /tmp/pwned)\nrm -rf / `id`"),), labels=(("note", "it's"),))

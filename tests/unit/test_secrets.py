@@ -344,12 +344,19 @@ def test_public_dict_masks_every_secret():
     assert "sealed-a" not in text and "sealed-b" not in text
     assert spec.to_dict()["secrets"] == {"A": "sealed-a", "B": "sealed-b"}    # not changed by masking
     assert {k: v for k, v in public.items() if k != "secrets"} == \
-        {k: v for k, v in spec.to_dict().items() if k != "secrets"}
+        dict({k: v for k, v in spec.to_dict().items() if k != "secrets"}, pull="missing")
 
 
-def test_public_dict_without_secrets_is_to_dict():
+def test_public_dict_without_secrets_is_to_dict_with_the_pull_policy():
     spec = ServiceSpec(image="a:1", env=(("E", "v"),))
-    assert spec.public_dict() == spec.to_dict()
+    assert spec.public_dict() == dict(spec.to_dict(), pull="missing")
+    assert "pull" not in spec.to_dict()        # the default: older specs keep their digest
+
+
+def test_a_pull_policy_other_than_missing_is_part_of_the_spec():
+    never = ServiceSpec(image="a:1", pull="never")
+    assert never.digest() != ServiceSpec(image="a:1").digest()
+    assert ServiceSpec.from_dict(never.to_dict()) == never
 
 
 def test_from_dict_of_an_older_dict_has_no_secrets():

@@ -47,6 +47,8 @@ def test_full_body():
     good(env={"_X1": "$(touch /tmp/x); rm -rf /"}),
     good(ports=[{"published": 8080, "target": 80}], replicas=NODES),
     good(restart="never"),
+    good(pull="never"),
+    good(pull="always"),
 ])
 def test_accepts(body):
     name, spec, replicas = service_body(body, NODES)
@@ -103,6 +105,8 @@ def test_command_list_values_are_kept_verbatim():
     (good(ports=["8080:80", "8080:81"]), ["ports"]),
     (good(restart="unless-stopped"), ["restart"]),
     (good(restart=None), ["restart"]),
+    (good(pull="if-not-present"), ["pull"]),
+    (good(pull=None), ["pull"]),
     (good(command="echo 'unterminated"), ["command"]),
     (good(command=["echo", 1]), ["command"]),
     (good(command={"sh": "-c"}), ["command"]),
