@@ -277,7 +277,7 @@ def service_rm(ctx, name, no_wait):
 
 @main.group()
 def node():
-    """List, drain, activate, check and trust nodes."""
+    """List, add, label, drain, activate, remove, check and trust nodes."""
 
 
 @node.command("ls")
@@ -306,6 +306,56 @@ def node_activate(ctx, name):
     """Let a drained node take work again."""
     _call(ctx, "POST", f"/nodes/{_segment(name)}/activate")
     click.echo(f"node {name} active")
+
+
+@node.command("add")
+@click.argument("name")
+@click.option("--host", required=True, help="Address or host name the master connects to.")
+@click.option("--port", type=int, default=22, show_default=True)
+@click.option("--user", default="root", show_default=True)
+@click.option("--key", default=None, help="Private key file on the master (relative to the inventory's folder).")
+@click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option("--fingerprint", default=None, help="Pin the host key only if it has this fingerprint (SHA256:...).")
+@click.option("--trust", is_flag=True, help="Pin whatever host key the node presents now (trust on first use).")
+@click.pass_context
+def node_add(ctx, name, host, port, user, key, label, fingerprint, trust):
+    """Add a node: pin its host key, check its engine, then it joins and takes work.
+    The master writes it into its inventory file; the other masters follow."""
+    body = {"name": name, "host": host, "port": port, "user": user, "labels": _pairs(label, "--label"),
+            "trust": trust}
+    if key is not None:
+        body["key"] = key
+    if fingerprint is not None:
+        body["fingerprint"] = fingerprint
+    _, n = _call(ctx, "POST", "/nodes", body)
+    click.echo(f"node {n['name']} added ({n['user']}@{n['address']}, {n['status']})")
+
+
+@node.command("label")
+@click.argument("name")
+@click.argument("changes", nargs=-1, required=True)
+@click.pass_context
+def node_label(ctx, name, changes):
+    """Set labels (KEY=VALUE) and remove them (KEY-) on a node."""
+    _, current = _call(ctx, "GET", f"/nodes/{_segment(name)}")
+    labels = dict(current["labels"])
+    for change in changes:
+        if change.endswith("-") and "=" not in change:
+            labels.pop(change[:-1], None)
+        else:
+            labels.update(_pairs([change], "label"))
+    _, n = _call(ctx, "PATCH", f"/nodes/{_segment(name)}", {"labels": labels})
+    click.echo(f"node {name} labels: " + (", ".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "none"))
+
+
+@node.command("rm")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Forget the node at once, without draining it (a dead node).")
+@click.pass_context
+def node_rm(ctx, name, force):
+    """Remove a node: drain it (its replicas move start-first), then forget it."""
+    _call(ctx, "DELETE", f"/nodes/{_segment(name)}", params={"force": "true" if force else "false"})
+    click.echo(f"node {name} removed")
 
 
 @node.command("doctor")

@@ -23,6 +23,8 @@ from master.metrics import Metrics
 from master.loop import Loop
 from master.observe import Observation, Prober
 from master.doctor import Doctor
+from master.membership import Membership
+from master.node_changes import NodeChanges
 from master.vault import Vault
 from master.view import ThisMaster, Views
 from model import DELETE
@@ -46,28 +48,37 @@ class Master:
         self.events = EventLog(self.store, wall)
         wake = threading.Event()            # the loop's: set to start a round soon
         self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.events.record, clock,
-                                 on_lead=wake.set)
+                                 on_lead=wake.set, on_adopted=lambda doc: self.membership.adopted(doc))
         self.metrics = Metrics(lambda: self.views.state())
         self.loop = Loop(self.store, self.fleet, self.observation, self.election, self.events, s,
                          clock=clock, wall=wall, vault=self.vault, woken=wake,
                          on_round=self.metrics.reconcile.observe)
         self.peers = {}                     # other masters as last seen over HTTP
-        self.probers = [Prober(n.name, self.fleet, self.observation, self.loop.stopping, self.now_iso)
-                        for n in inventory.nodes]
+        self.membership = Membership(inventory, self.fleet, self.observation, self.election, self.events.record,
+                                     self._prober)
         self.views = Views(self.store, self.observation, self.loop, self.election, inventory,
-                           ThisMaster(self.name, self.api, started_wall), self.peers, self.leader)
+                           ThisMaster(self.name, self.api, started_wall), self.peers, self.leader,
+                           members=self.membership.nodes)
         self.logs = Logs(self.fleet, self.observation, clock)
         for conn in self.fleet.connections.values():
             conn.on_command = lambda node, seconds: self.metrics.ssh.labels(node).observe(seconds)
+        desired = Desired(self.store, self.vault, self.membership.names, self.election.change,
+                          self.events.record, self.loop.wake, self.now_iso)
         self.app = make_app(
-            self.tokens, self.metrics.requests, views=self.views,
-            desired=Desired(self.store, self.vault, [n.name for n in inventory.nodes], self.election.change,
-                            self.events.record, self.loop.wake, self.now_iso),
+            self.tokens, self.metrics.requests, views=self.views, desired=desired,
             leadership=Leadership(self.name, self.election, self.leader, inventory.url),
             waits=Waits(s.converge_timeout, self.wait_settled, self.wait_empty),
             monitor=Monitor(self.logs, self.observation.containers, self.loop.stopping, self.metrics.render),
-            doctor=Doctor(self.fleet, self.store, wall).examine)
+            doctor=Doctor(self.fleet, self.store, wall).examine,
+            changes=NodeChanges(self.membership, self.election, self.store, desired.drain, self.wait_empty, s,
+                                self.events.record, wall))
         self.server = None
+
+    def _prober(self, name, stop):
+        """A started prober of node `name`; `stop` ends it (the node left)."""
+        prober = Prober(name, self.fleet, self.observation, stop, self.now_iso)
+        prober.start()
+        return prober
 
     def now_iso(self):
         return iso(self.loop.wall())
@@ -124,8 +135,10 @@ class Master:
                     self.peers[m["name"]] = {"reachable": False, "role": None, "epoch": None}
 
     def start(self):
-        for p in self.probers:
-            p.start()
+        stored = self.store.members()
+        if stored is not None:              # changed through the API before this master last stopped
+            self.membership.apply(stored)
+        self.membership.start()
         self.election.start()
         threading.Thread(target=self.watch_peers, name="peers", daemon=True).start()
         self.loop.start()
@@ -134,6 +147,7 @@ class Master:
     def stop(self):
         self.election.stop()
         self.loop.stop()
+        self.membership.stop()
         if self.server is not None:
             self.server.stop()
         self.loop.join(timeout=5)

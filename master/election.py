@@ -44,12 +44,13 @@ class Unusable(RemoteError):
 
 class Election(threading.Thread):
     def __init__(self, me, index, fleet, store, settings, events, clock=time.monotonic, rand=random.random,
-                 on_lead=lambda: None):
+                 on_lead=lambda: None, on_adopted=lambda doc: None):
         super().__init__(name="election", daemon=True)
         self.me, self.index, self.fleet, self.store = me, index, fleet, store
         self.ttl = float(settings.lease_ttl)
         self.events = events                  # callable(kind, message, **fields)
         self.on_lead = on_lead                # called when this master starts leading
+        self.on_adopted = on_adopted          # called with each replica adopted (its membership may differ)
         self.clock, self.rand = clock, rand
         self.nodes = list(fleet.connections)
         self.rounds = Rounds(2 * len(self.nodes) + 2, "lease")
@@ -152,6 +153,16 @@ class Election(threading.Thread):
     def replicate(self, epoch=None):
         """Bring a majority up to the store as it is now."""
         return self.change(lambda: None, epoch)
+
+    def set_nodes(self, names):
+        """The membership changed (master/membership.py): lease rounds,
+        majorities and replication count `names` from now on."""
+        with self.lock:
+            self.nodes = list(names)
+            self.watches = {n: self.watches.get(n) or rules.Watch() for n in self.nodes}
+            self.claimed = {n: e for n, e in self.claimed.items() if n in self.nodes}
+        self.rounds.grow(2 * len(self.nodes) + 2)
+        self.replicator.set_nodes(self.nodes)
 
     def ensure_claimed(self, node, epoch):
         """Claim `node` for `epoch` before the first action there."""
@@ -313,6 +324,7 @@ class Election(threading.Thread):
         with self.term_lock:
             if doc is not None and Stamp(doc["epoch"], doc["version"]) > Stamp(*self.store.stamp()):
                 self.store.adopt(doc)
+                self.on_adopted(doc)
 
     def _event_once(self, kind, message, **fields):
         if message not in self.reported:
@@ -352,7 +364,9 @@ class Election(threading.Thread):
         """Adopt the newest readable replica of the claim majority (each read in
         the same locked step as its claim), then lead `epoch`."""
         with self.term_lock:
+            asked = list(self.nodes)
             self._adopt({n: a.replica for n, a in granted.items()})
+            granted = self._grants_of_members(epoch, granted, asked)
             self.store.set_epoch(epoch)
             with self.lock:
                 self.role, self.epoch, self.last_good = LEADER, epoch, started
@@ -363,6 +377,23 @@ class Election(threading.Thread):
                               f"({len(granted)} of {len(self.nodes)} nodes granted)")
         self.on_lead()
         threading.Thread(target=self._first_commit, args=(epoch,), name="first-commit", daemon=True).start()
+
+    def _grants_of_members(self, epoch, granted, asked):
+        """The grants that count once the adopted state's membership is in
+        force: a node that joined in it (not `asked` in the campaign) is
+        claimed now; without a majority of the members this master does not
+        take office (docs/failover.md, Membership changes)."""
+        granted = {n: a for n, a in granted.items() if n in self.nodes}
+        for node in [n for n in self.nodes if n not in asked]:
+            try:
+                answer = parse.claim(self._call(node, cmd.claim(epoch, self.me)).stdout)
+            except (RemoteError, parse.ParseError):
+                continue
+            if answer.granted:
+                granted[node] = answer
+        if not rules.won(len(granted), len(self.nodes)):
+            raise NotLeader(f"{len(granted)} of the {len(self.nodes)} members granted epoch {epoch}")
+        return granted
 
     def _first_commit(self, epoch):
         """Write the adopted state under the new epoch to a majority."""

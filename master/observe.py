@@ -178,7 +178,25 @@ class Observation:
 
     def error(self, node):
         with self.lock:
-            return self.nodes[node].error
+            return self._state(node).error
+
+    # -- membership -----------------------------------------------------
+    def add_node(self, name):
+        """A node that joined: `unknown` until its first probe."""
+        with self._recording():
+            self.nodes.setdefault(name, NodeState(name))
+            self._bump()
+
+    def remove_node(self, name):
+        """A node that left: its containers and history are forgotten; late
+        answers of its prober go nowhere."""
+        with self._recording():
+            if self.nodes.pop(name, None) is not None:
+                self._bump()
+
+    def _state(self, name):
+        """The node's state (under the lock); a throwaway one for a node that left."""
+        return self.nodes.get(name) or NodeState(name)
 
     # -- writing --------------------------------------------------------
     @contextmanager
@@ -197,13 +215,13 @@ class Observation:
     def asked(self, node, kind, at):
         """The prober sent a LIST or PING at `at`; it is out until answered or failed."""
         with self._recording():
-            self.nodes[node].out[kind] = at
+            self._state(node).out[kind] = at
 
     def probe_ok(self, node, started, listed, wall_now, answered=None):
         """The listing sent at `started` came back at `answered` (default: now)."""
         answered = self.clock() if answered is None else answered
         with self._recording():
-            s = self.nodes[node]
+            s = self._state(node)
             _done(s, LIST, started)
             current = {c.id: c for c in listed if s.removed.get(c.id, -1) <= started}
             for cid, (c, added_at) in s.added.items():
@@ -227,7 +245,7 @@ class Observation:
         (no connection, no answer in time)."""
         started = self.clock() if started is None else started
         with self._recording():
-            s = self.nodes[node]
+            s = self._state(node)
             _done(s, LIST, started)
             if answered is None:
                 s.not_heard(started)
@@ -244,7 +262,7 @@ class Observation:
         """SSH answered the check sent at `sent`, at `answered` (default: now)."""
         answered = self.clock() if answered is None else answered
         with self._recording():
-            s = self.nodes[node]
+            s = self._state(node)
             _done(s, PING, sent)
             was_silent = s.unanswered_since is not None
             s.heard(answered)
@@ -254,7 +272,7 @@ class Observation:
     def ping_failed(self, node, sent, error, untrusted=False):
         """Nothing answered the check sent at `sent`."""
         with self._recording():
-            s = self.nodes[node]
+            s = self._state(node)
             _done(s, PING, sent)
             was_silent = s.unanswered_since is not None
             s.not_heard(sent)
@@ -265,14 +283,14 @@ class Observation:
 
     def add(self, container):
         with self._recording():
-            s = self.nodes[container.node]
+            s = self._state(container.node)
             s.added[container.id] = (container, self.clock())
             s.containers[container.id] = container
             self._bump()
 
     def remove(self, container):
         with self._recording():
-            s = self.nodes[container.node]
+            s = self._state(container.node)
             s.removed[container.id] = self.clock()
             s.added.pop(container.id, None)
             s.containers.pop(container.id, None)
@@ -308,6 +326,7 @@ class Prober(threading.Thread):
     probe_interval that SSH alone still answers."""
 
     def __init__(self, node, fleet, observation, stopping, wall_iso):
+        """stopping: an Event set when the master stops or the node leaves."""
         super().__init__(name=f"probe-{node}", daemon=True)
         self.node, self.fleet, self.obs, self.stopping = node, fleet, observation, stopping
         self.wall_iso = wall_iso

@@ -1,5 +1,6 @@
 """The OpenAPI 3.0 description of the REST API, served at /openapi.json."""
 from master import validate
+from master.inventory import HOST, USER
 from model import NODE_STATUSES, PULL_POLICIES, RESTART_POLICIES
 
 
@@ -85,6 +86,23 @@ DOCTOR = {"type": "object", "required": ["node", "ok", "checks"], "properties": 
     "checks": {"type": "array", "items": {"type": "object", "required": ["check", "ok", "detail", "hint"], "properties": {
         "check": {"type": "string"}, "ok": {"type": "boolean"}, "detail": {"type": "string"},
         "hint": {"type": "string", "description": "how to fix a failure; empty when it passes"}}}}}}
+
+NEW_NODE = {"type": "object", "required": ["name", "host"], "additionalProperties": False, "properties": {
+    "name": {"type": "string", "pattern": _pattern(validate.NAME)},
+    "host": {"type": "string", "pattern": _pattern(HOST), "example": "127.0.0.14"},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 22},
+    "user": {"type": "string", "pattern": _pattern(USER), "default": "root"},
+    "key": {"type": "string", "minLength": 1, "maxLength": 4096, "description": "private key file on the master"},
+    "labels": _mapping(validate.LABEL_KEY, TEXT),
+    "fingerprint": {"type": "string", "pattern": _pattern(validate.FINGERPRINT),
+                    "description": "pin the host key only if it has this fingerprint"},
+    "trust": {"type": "boolean", "default": False, "description": "pin the key presented now (trust on first use)"}}}
+NODE_CHANGE = {"type": "object", "additionalProperties": False, "properties": {
+    "labels": _mapping(validate.LABEL_KEY, TEXT),
+    "availability": {"type": "string", "enum": list(validate.AVAILABILITY)}}}
+REFUSED = {"type": "object", "required": ["message"], "properties": {
+    "message": {"type": "string"}, "fingerprint": {"type": "string", "nullable": True},
+    "checks": {"type": "array", "items": {"type": "object"}}, "errors": {"type": "array", "items": {"type": "object"}}}}
 
 STATE = {"type": "object", "required": ["master", "nodes", "services", "containers"], "properties": {
     "master": {"type": "object", "properties": {
@@ -201,9 +219,23 @@ def document():
                                          "202": dict(description="deleting", **_json(SERVICE)),
                                          **_errors(400, 404, 409, 422)}}},
             "/nodes": {"get": {"summary": "nodes with health and availability",
-                               "responses": {"200": dict(description="nodes", **_json({"type": "array", "items": NODE}))}}},
+                               "responses": {"200": dict(description="nodes", **_json({"type": "array", "items": NODE}))}},
+                       "post": {"summary": "add a node: pin its host key, check its engine; it joins and takes work",
+                                "requestBody": {"required": True, **_json(NEW_NODE)},
+                                "responses": {"201": dict(description="the node, a member now", **_json(NODE)),
+                                              "422": dict(description="invalid, or the node cannot join",
+                                                          **_json(REFUSED)),
+                                              **_errors(400, 409, 413)}}},
             "/nodes/{name}": {"parameters": [PATH_NAME],
-                              "get": {"summary": "one node", "responses": dict(NODE_OK, **_errors(404, 422))}},
+                              "get": {"summary": "one node", "responses": dict(NODE_OK, **_errors(404, 422))},
+                              "patch": {"summary": "set the node's labels or availability (active, drain)",
+                                        "requestBody": {"required": True, **_json(NODE_CHANGE)},
+                                        "responses": dict(NODE_OK, **_errors(400, 404, 413, 422))},
+                              "delete": {"summary": "drain the node until empty, then forget it (force: at once)",
+                                         "parameters": [{"name": "force", "in": "query",
+                                                         "schema": {"type": "boolean", "default": False}}] + WAIT[1:],
+                                         "responses": {"200": dict(description="removed", **_json(ERROR)),
+                                                       **_errors(400, 404, 409, 422)}}},
             "/nodes/{name}/drain": {"parameters": [PATH_NAME],
                                     "post": {"summary": "move the node's containers away (start-first); no new work",
                                              "parameters": WAIT,

@@ -43,7 +43,8 @@ class Replicator:
         self.sending = set()                              # nodes with a sender running
         self.ended = set()                                # epochs that can take no more writes
         self.errors = {}                                  # node -> why its last send failed
-        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.nodes)), thread_name_prefix="replicate")
+        self.workers = max(1, len(self.nodes))
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="replicate")
 
     def commit(self, epoch, version, timeout):
         """Block until a majority of nodes holds (epoch, version) or newer.
@@ -70,6 +71,17 @@ class Replicator:
                     self.cond.wait(left)
             finally:
                 self.waiting -= 1
+
+    def set_nodes(self, nodes):
+        """The membership changed: majorities count `nodes` from the next check on."""
+        with self.cond:
+            self.nodes = list(nodes)
+            for n in self.nodes:
+                self.acked.setdefault(n, Stamp())
+            if len(self.nodes) > self.workers:
+                self.workers = len(self.nodes)
+                self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="replicate")
+            self.cond.notify_all()
 
     def end(self, epoch):
         """The epoch is over: its waiting writers fail at once, its senders stop."""

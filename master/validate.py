@@ -6,6 +6,7 @@ pattern here, and quoted again where the command line is built.
 import re
 import shlex
 
+from master.inventory import HOST, USER
 from model import NAME_PATTERN, PULL_POLICIES, ServiceSpec, Port, RESTART_POLICIES
 
 NAME = re.compile(NAME_PATTERN)
@@ -24,11 +25,12 @@ PATCH_FIELDS = CREATE_FIELDS - {"name"}
 
 
 class Invalid(Exception):
-    """Carries per-field errors: [{"field": ..., "message": ...}]."""
+    """Carries per-field errors: [{"field": ..., "message": ...}], about a
+    `what` ("service" or "node")."""
 
-    def __init__(self, errors):
+    def __init__(self, errors, what="service"):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
-        self.errors = errors
+        self.errors, self.what = errors, what
 
 
 def check_name(name, field="name"):
@@ -187,3 +189,67 @@ def _port(p):
     if not (1 <= published <= 65535 and 1 <= target <= 65535 and protocol in ("tcp", "udp")):
         return None
     return Port(published, target, protocol)
+
+
+# -- nodes ---------------------------------------------------------------------------
+
+NODE_FIELDS = {"name", "host", "port", "user", "key", "labels", "fingerprint", "trust"}
+NODE_PATCH_FIELDS = {"labels", "availability"}
+FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
+AVAILABILITY = ("active", "drain")
+
+
+def node_body(body):
+    """A POST /nodes body -> (entry {name, host, port, user, key?, labels},
+    fingerprint or None, trust)."""
+    errors = _fields(body, NODE_FIELDS, "node")
+
+    def err(field, message):
+        errors.append({"field": field, "message": message})
+    name = _create_name(body, err)
+    host, port, user, key = body.get("host"), body.get("port", 22), body.get("user", "root"), body.get("key")
+    if not isinstance(host, str) or not HOST.fullmatch(host):
+        err("host", "required: a host name or IP address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        err("port", "must be an integer 1-65535")
+    if not isinstance(user, str) or not USER.fullmatch(user):
+        err("user", "must be a user name (lowercase letters, digits, '_' or '-')")
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 4096 or not _line_ok(key)):
+        err("key", "must be the path of a private key file on the master")
+    labels = _mapping(body.get("labels"), "labels", LABEL_KEY, err)
+    fingerprint, trust = body.get("fingerprint"), body.get("trust", False)
+    if fingerprint is not None and (not isinstance(fingerprint, str) or not FINGERPRINT.fullmatch(fingerprint)):
+        err("fingerprint", "must be SHA256:... as ssh-keygen -lf prints it")
+    if not isinstance(trust, bool):
+        err("trust", "must be true or false")
+    if errors:
+        raise Invalid(errors, "node")
+    entry = {"name": name, "host": host, "port": port, "user": user, "labels": labels}
+    if key is not None:
+        entry["key"] = key
+    return entry, fingerprint, trust
+
+
+def node_patch(body):
+    """A PATCH /nodes/NAME body -> (labels or None, availability or None)."""
+    errors = _fields(body, NODE_PATCH_FIELDS, "node")
+
+    def err(field, message):
+        errors.append({"field": field, "message": message})
+    labels = _mapping(body.get("labels"), "labels", LABEL_KEY, err) if "labels" in body else None
+    availability = body.get("availability")
+    if availability is not None and availability not in AVAILABILITY:
+        err("availability", f"must be one of {', '.join(AVAILABILITY)}")
+    if errors:
+        raise Invalid(errors, "node")
+    return labels, availability
+
+
+def _fields(body, allowed, what):
+    if not isinstance(body, dict):
+        raise Invalid([{"field": "body", "message": "must be a JSON object"}], what)
+    return [{"field": str(key)[:64], "message": "unknown field"} for key in sorted(set(body) - allowed, key=str)]
+
+
+def _line_ok(value):
+    return _text_ok(value) and "\n" not in value and "\r" not in value

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from master.events import iso
-from model import DELETE, UNREACHABLE, parse_time
+from model import DELETE, UNKNOWN, UNREACHABLE, parse_time
 from scheduler.backoff import failed
 from scheduler.reconcile import converged, running_count
 
@@ -72,13 +72,15 @@ class World:
 
 
 class Views:
-    def __init__(self, store, observation, loop, election, inventory, me, peers, leader):
+    def __init__(self, store, observation, loop, election, inventory, me, peers, leader, members=None):
         """loop: its bookkeeping() and clocks; election: its status() and
         reason; me: a ThisMaster; peers: the other masters as last seen
         (name -> dict, kept up to date by the daemon); leader: () ->
-        (name, api, epoch) or None."""
+        (name, api, epoch) or None; members: () -> [NodeInfo] in force
+        (master/membership.py; default: the inventory's nodes)."""
         self.store, self.observation, self.loop, self.election = store, observation, loop, election
         self.inventory, self.me, self.peers, self.leader = inventory, me, peers, leader
+        self.members = members or (lambda: inventory.nodes)
 
     def _world(self, services=None):
         """The world for `services` (default: every stored service)."""
@@ -146,11 +148,11 @@ class Views:
         for c in world.everything:
             per_node[c.node] += 1
         return [{"name": info.name, "address": info.address, "user": info.user,
-                 "labels": dict(info.labels), "status": world.statuses[info.name],
+                 "labels": dict(info.labels), "status": world.statuses.get(info.name, UNKNOWN),
                  "availability": "drain" if world.stored.nodes.get(info.name, {}).get("drained") else "active",
-                 "last_seen": world.last_seen[info.name], "error": world.errors[info.name] or None,
+                 "last_seen": world.last_seen.get(info.name), "error": world.errors.get(info.name) or None,
                  "containers": per_node[info.name]}
-                for info in self.inventory.nodes]
+                for info in self.members()]
 
     # -- the whole state ---------------------------------------------------------
     def _leader(self):

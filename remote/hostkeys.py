@@ -40,6 +40,7 @@ class Presented:
     kind: str                 # ssh-ed25519, ecdsa-sha2-nistp256, ...
     fingerprint: str          # SHA256:...
     pinned: bool              # whether `trust` pinned it
+    text: str = ""            # "ssh-ed25519 AAAA...": the key itself, for pin_text elsewhere
 
 
 class PinnedOnly(paramiko.MissingHostKeyPolicy):
@@ -83,7 +84,7 @@ def trust(known_hosts, node, expected=None, accept=False, timeout=5.0):
         key = scan(node, timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError) as e:
         raise TrustError(f"{node.name}: cannot read its host key: {e}") from None
-    seen = Presented(key.get_name(), fingerprint(key), pinned=False)
+    seen = Presented(key.get_name(), fingerprint(key), pinned=False, text=f"{key.get_name()} {key.get_base64()}")
     if expected is not None and expected != seen.fingerprint:
         raise TrustError(f"{node.name}: the key's fingerprint is {seen.fingerprint}, not {expected}: "
                          f"nothing pinned", seen)
@@ -94,6 +95,18 @@ def trust(known_hosts, node, expected=None, accept=False, timeout=5.0):
     except OSError as e:
         raise TrustError(f"cannot write {known_hosts}: {e}", seen) from None
     return replace(seen, pinned=True)
+
+
+def pin_text(known_hosts, node, text):
+    """pin() of a key given as "TYPE BASE64" (a Presented's text, as another
+    master pinned it); TrustError when the text is no key."""
+    try:
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(f"{known_hosts_name(node)} {text}")
+    except (paramiko.SSHException, ValueError) as e:
+        raise TrustError(f"{node.name}: not a host key: {e}") from None
+    if entry is None or entry.key is None:
+        raise TrustError(f"{node.name}: not a host key: {text[:60]!r}")
+    pin(known_hosts, node, entry.key)
 
 
 def pin(known_hosts, node, key):

@@ -279,12 +279,14 @@ class Fleet:
 
     def __init__(self, nodes, known_hosts, connect_timeout=5.0, command_timeout=120.0, per_node=4, source=None,
                  send_delay=0.0):
+        self.known_hosts, self.connect_timeout, self.command_timeout = known_hosts, connect_timeout, command_timeout
+        self.source, self.per_node = source, per_node
         self.connections = {n.name: NodeConnection(n, known_hosts, connect_timeout, command_timeout, source)
                             for n in nodes}
         self.send_delay = send_delay    # tests only: a checked command waits this long before it goes
         self.slots = {n.name: threading.BoundedSemaphore(per_node) for n in nodes}
-        self.pool = ThreadPoolExecutor(max_workers=max(4, len(nodes) * (per_node + 1)),
-                                       thread_name_prefix="remote")
+        self.workers = max(4, len(nodes) * (per_node + 1))
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="remote")
 
     def run(self, node, argv, timeout=None, stdin=None, check=None):
         """One command on one node, at most `per_node` at once per node.
@@ -316,8 +318,22 @@ class Fleet:
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)
 
+    def add(self, node):
+        """A node that joined: its connection (opened on first use) and slots."""
+        self.connections[node.name] = NodeConnection(node, self.known_hosts, self.connect_timeout,
+                                                     self.command_timeout, self.source)
+        self.slots[node.name] = threading.BoundedSemaphore(self.per_node)
+        self.pool, self.workers = _grown(self.pool, self.workers, len(self.connections) * (self.per_node + 1),
+                                         "remote")
+
+    def remove(self, name):
+        """A node that left: its connection is closed."""
+        conn = self.connections.pop(name, None)
+        if conn is not None:
+            conn.close()
+
     def close(self):
-        for c in self.connections.values():
+        for c in list(self.connections.values()):
             c.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -333,6 +349,7 @@ class Rounds:
     """
 
     def __init__(self, workers, name):
+        self.name, self.workers = name, workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self.inflight = {}            # (kind, node) -> future of a call still running
         self.lock = threading.Lock()
@@ -354,8 +371,23 @@ class Rounds:
                 futures[n] = self.inflight[(kind, n)] = self.pool.submit(fn, n)
         return futures
 
+    def grow(self, workers):
+        """Room for `workers` calls at once (nodes joined)."""
+        with self.lock:
+            self.pool, self.workers = _grown(self.pool, self.workers, workers, self.name)
+
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _grown(pool, have, workers, name):
+    """(pool, its size): `pool` of `have` workers, or a larger one in its
+    place when `workers` are needed. The old one is not shut down (a thread
+    may be submitting to it right now): its calls finish, and its idle
+    workers end once it is collected."""
+    if have >= workers:
+        return pool, have
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name), workers
 
 
 def _outcome(future, node):

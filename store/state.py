@@ -92,6 +92,7 @@ class Store:
         self._events = self.db.table("events", cache_size=0)
         self._nodes = self.db.table("nodes", cache_size=0)
         self._meta = self.db.table("meta", cache_size=0)
+        self._members = self.db.table("members", cache_size=0)
         self._remember(self.db.storage.read() or {})
 
     def _remember(self, data):
@@ -190,6 +191,24 @@ class Store:
         with self.lock:
             return {name: dict(doc) for name, doc in self._cache.nodes.items()}
 
+    # -- membership ----------------------------------------------------
+    def members(self):
+        """The nodes as changed through the API (a list of dicts in order),
+        or None while the inventory's nodes are the members."""
+        with self.lock:
+            docs = sorted(self._members.all(), key=lambda d: d["order"])
+            return [{k: v for k, v in d.items() if k != "order"} for d in docs] or None
+
+    def set_members(self, members):
+        """Replace the member list (a replicated change)."""
+        with self.lock:
+            self._write_members(members)
+            self._bump()
+
+    def _write_members(self, members):
+        self._members.truncate()
+        self._members.insert_multiple(dict(m, order=i) for i, m in enumerate(members or ()))
+
     # -- replication ---------------------------------------------------
     def _bump(self):
         """Every change a client asked for moves the replicated version on."""
@@ -208,12 +227,17 @@ class Store:
             self._meta.upsert(Document({"epoch": epoch, "version": version}, doc_id=1))
 
     def snapshot(self):
-        """The replicated part of the state: services and drained nodes."""
+        """The replicated part of the state: services, drained nodes and the
+        members once changed through the API."""
         with self.lock:
             epoch, version = self.stamp()
-            return {"epoch": epoch, "version": version,
-                    "services": sorted((dict(d) for d in self._services.all()), key=lambda d: d["name"]),
-                    "drained": sorted(n for n, d in self.nodes().items() if d.get("drained"))}
+            doc = {"epoch": epoch, "version": version,
+                   "services": sorted((dict(d) for d in self._services.all()), key=lambda d: d["name"]),
+                   "drained": sorted(n for n, d in self.nodes().items() if d.get("drained"))}
+            members = self.members()
+            if members is not None:         # absent until the first change: older replicas read the same
+                doc["members"] = members
+            return doc
 
     def adopt(self, doc):
         """Replace the replicated part by `doc` (a snapshot from the nodes).
@@ -228,6 +252,7 @@ class Store:
             drained = set(doc.get("drained", []))
             for name in set(self.nodes()) | drained:
                 self.set_node(name, drained=name in drained)
+            self._write_members(doc.get("members"))
             self._meta.upsert(Document({"epoch": doc["epoch"], "version": doc["version"]}, doc_id=1))
 
     # -- events --------------------------------------------------------

@@ -24,10 +24,11 @@ from master.api.writes import Leadership, Waits
 __all__ = ["make_app", "Desired", "Leadership", "Monitor", "Waits"]
 
 
-def make_app(tokens, requests, desired, views, leadership, waits, monitor, doctor):
+def make_app(tokens, requests, desired, views, leadership, waits, monitor, doctor, changes):
     """The WSGI app. tokens: {"admin", "read"}; requests: the metrics counter
     of answers; views: service(), services(), nodes() and state() as JSON;
-    doctor(node) -> the node's check list (master/doctor.py)."""
+    doctor(node) -> the node's check list (master/doctor.py); changes: adds,
+    relabels and removes nodes (master/node_changes.py)."""
     app = bottle.Bottle(catchall=True)
     route = Router(app, tokens, requests).route
 
@@ -44,7 +45,7 @@ def make_app(tokens, requests, desired, views, leadership, waits, monitor, docto
         return 200, openapi.document()
 
     services.add_routes(route, desired, views, leadership, waits)
-    nodes.add_routes(route, desired, views, leadership, waits, doctor)
+    nodes.add_routes(route, desired, views, leadership, waits, doctor, changes)
     add_monitor_routes(route, monitor, desired)
     for code in (400, 404, 405, 413, 500):
         app.error(code)(_error_page)

@@ -7,17 +7,17 @@ leader's epoch, NotLeader otherwise), then recorded as an event, then the
 loop is woken to act on it. No route reaches the store, a node or a lock in
 any other way.
 """
-from master.validate import check_name, service_body
+from master.validate import check_name, node_body, node_patch, service_body
 from model import DELETE
 from store.state import Missing
 
 
 class Desired:
-    def __init__(self, store, vault, nodes, commit, record, wake, now_iso):
-        """nodes: the inventory's node names; commit(change) -> change's result;
+    def __init__(self, store, vault, members, commit, record, wake, now_iso):
+        """members: () -> the names of the nodes in force; commit(change) -> change's result;
         record(kind, message, **fields): an event; wake(): start a round soon;
         now_iso(): the wall-clock time stored with a change."""
-        self._store, self._vault, self.nodes = store, vault, tuple(nodes)
+        self._store, self._vault, self.members = store, vault, members
         self._commit, self._record, self._wake, self._now_iso = commit, record, wake, now_iso
 
     # -- reads -------------------------------------------------------------------
@@ -36,8 +36,8 @@ class Desired:
     def node(self, name):
         """The node a path names: Invalid when malformed, Missing when not in the inventory."""
         check_name(name, "node")
-        if name not in self.nodes:
-            raise Missing(f"no node named {name!r} in the inventory")
+        if name not in self.members():
+            raise Missing(f"no node named {name!r}")
         return name
 
     def events(self, limit, since):
@@ -51,16 +51,28 @@ class Desired:
         named = body.get("name") if isinstance(body, dict) and isinstance(body.get("name"), str) else None
         before = self._store.service(named) if named is not None else None
         sealed = before.spec.secrets if before is not None else ()
-        return service_body(body, len(self.nodes), seal=lambda key, value: self._vault.reseal(sealed, key, value))
+        return service_body(body, len(self.members()), seal=lambda key, value: self._vault.reseal(sealed, key, value))
 
     def changed_service(self, current, body):
         """(spec, replicas) of `current` changed by a PATCH body; Invalid with every bad field."""
         base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
-        _, spec, replicas = service_body(body, len(self.nodes), base=base,
+        _, spec, replicas = service_body(body, len(self.members()), base=base,
                                          seal=lambda key, value: self._vault.reseal(current.spec.secrets, key, value))
         return spec, replicas
 
+    def new_node(self, body):
+        """A POST /nodes body -> (entry, fingerprint, trust); Invalid when bad."""
+        return node_body(body)
+
+    def node_change(self, body):
+        """A PATCH /nodes/NAME body -> (labels or None, availability or None)."""
+        return node_patch(body)
+
     # -- changes -----------------------------------------------------------------
+    def wake(self):
+        """Start a round soon (the members changed)."""
+        self._wake()
+
     def create(self, name, spec, replicas):
         """(service, created). A retry of a create whose answer was lost (or
         503) finds the same service: created is False. Another spec under the

@@ -8,6 +8,7 @@ import bottle
 
 from master import auth
 from master.api.http import HTTPError, json_answer
+from master.node_changes import NodeRefused
 from master.replication import NotLeader
 from master.validate import Invalid
 from store.state import Conflict, Missing
@@ -16,7 +17,8 @@ from store.state import Conflict, Missing
 # (An HTTPError carries its own; anything else is a 500.)
 ERRORS = {
     NotLeader: (503, lambda e: {"message": f"not acknowledged, outcome unknown (retry the same request): {e}"}),
-    Invalid: (422, lambda e: {"message": "invalid service", "errors": e.errors}),
+    Invalid: (422, lambda e: {"message": f"invalid {e.what}", "errors": e.errors}),
+    NodeRefused: (422, lambda e: dict(e.seen, message=str(e))),
     Conflict: (409, lambda e: {"message": str(e)}),
     Missing: (404, lambda e: {"message": str(e)}),
 }

@@ -44,11 +44,12 @@ class Untouchable:
 
 def make(store, views=Untouchable("views"), loop=Untouchable("loop"), waits=Untouchable("waits")):
     """The app of master m1 over `store`; `loop` records the events of changes and is woken by them."""
-    desired = Desired(store, Vault(Fernet.generate_key()), NODES, commit=lambda change: change(),
+    desired = Desired(store, Vault(Fernet.generate_key()), lambda: NODES, commit=lambda change: change(),
                       record=loop.record, wake=loop.wake, now_iso=lambda: "2024-01-01T00:05:00Z")
     requests = Counter("requests", "API requests", ["method", "route", "status"], registry=CollectorRegistry())
     return make_app(TOKENS, requests, desired, views, Leadership("m1", LEADING, lambda: None, str),
-                    Waits(1, waits.settled, waits.emptied), Untouchable("monitor"), Untouchable("doctor"))
+                    Waits(1, waits.settled, waits.emptied), Untouchable("monitor"), Untouchable("doctor"),
+                    Untouchable("changes"))
 
 
 @pytest.fixture
@@ -134,6 +135,46 @@ def test_invalid_fields_are_422_with_errors(app, unchanged, body, fields):
     assert status == 422
     assert [e["field"] for e in payload["errors"]] == fields
     assert all(e["message"] for e in payload["errors"]) and payload["message"]
+
+
+NODE = {"name": "node4", "host": "127.0.0.14", "user": "bicycle14", "key": "id_ed25519", "trust": True}
+
+
+@pytest.mark.parametrize("body, fields", [
+    (dict(NODE, name="Node_4"), ["name"]),
+    (dict(NODE, host="127.0.0.1; rm -rf /"), ["host"]),
+    (dict(NODE, port=0), ["port"]),
+    (dict(NODE, port="22"), ["port"]),
+    (dict(NODE, user="$(id)"), ["user"]),
+    (dict(NODE, key="id\nrm"), ["key"]),
+    (dict(NODE, labels={"zone": 1}), ["labels.zone"]),
+    (dict(NODE, fingerprint="MD5:aa:bb"), ["fingerprint"]),
+    (dict(NODE, trust="yes"), ["trust"]),
+    (dict(NODE, privileged=True, host=None), ["privileged", "host"]),
+    ([NODE], ["body"]),
+])
+def test_an_invalid_node_is_422_and_never_reaches_a_node(app, unchanged, body, fields):
+    """Untouchable("changes") fails the test if a bad body got as far as connecting."""
+    status, _, payload = call(app, "POST", "/nodes", body)
+    assert status == 422, payload
+    assert payload["message"] == "invalid node"
+    assert [e["field"] for e in payload["errors"]] == fields
+
+
+@pytest.mark.parametrize("body, fields", [
+    ({"labels": {"-bad": "x"}}, ["labels.-bad"]),
+    ({"availability": "pause"}, ["availability"]),
+    ({"host": "elsewhere"}, ["host"]),
+])
+def test_a_bad_node_change_is_422(app, unchanged, body, fields):
+    status, _, payload = call(app, "PATCH", "/nodes/n1", body)
+    assert status == 422 and [e["field"] for e in payload["errors"]] == fields, payload
+
+
+def test_an_unknown_node_cannot_be_changed_or_removed(app, unchanged):
+    assert call(app, "PATCH", "/nodes/n9", {"labels": {}})[0] == 404
+    assert call(app, "DELETE", "/nodes/n9")[0] == 404
+    assert call(app, "DELETE", "/nodes/n1", query="force=perhaps")[0] == 400
 
 
 def test_a_taken_name_is_409(app, unchanged):

@@ -1,0 +1,129 @@
+"""The leader's side of a membership change: add, relabel or remove a node.
+
+Adding: the node's host key is pinned only if it matches the fingerprint
+given (or trust on first use was asked); then the node must pass the
+doctor's checks that joining needs (engine, docker access, flock,
+~/.bicycle) and hold no lease of a newer epoch. Only then is the new member
+list committed: written here and on a majority of the members as they were
+(Election.change), and put in force (Membership.apply). Removing drains the
+node first (its replicas move start-first) unless forced. One change at a
+time; each is an event.
+"""
+import time
+
+from master.membership import Membership
+from master.replication import NotLeader
+from model import NodeInfo
+from remote import commands, hostkeys, lease as lease_cmd, parse
+from remote.transport import NodeConnection, RemoteError
+from scheduler import doctor
+from store.state import Conflict, Missing
+
+NEEDED = ("engine", "docker access", "flock", "~/.bicycle")     # the doctor's checks a joining node must pass
+
+
+class NodeRefused(Exception):
+    """A node that cannot join: the reason, and what was seen (fingerprint, checks)."""
+
+    def __init__(self, message, **seen):
+        super().__init__(message)
+        self.seen = seen
+
+
+class NodeChanges:
+    def __init__(self, membership: Membership, election, store, drain, emptied, settings, events, wall=time.time):
+        """drain(node): commit the node's drain; emptied(node, timeout): wait
+        until it has no container (False on timeout)."""
+        self.members, self.election, self.store = membership, election, store
+        self.drain, self.emptied, self.settings, self.events, self.wall = drain, emptied, settings, events, wall
+
+    def add(self, entry, fingerprint=None, trust=False):
+        """entry: a validated node (name, host, port, user, key, labels) -> its NodeInfo."""
+        with self.members.changing:
+            info = self._new(entry)
+            seen = self._pin(info, fingerprint, trust)
+            self._check(info)
+            records = self.members.current() + [self.members.record(info, seen.text)]
+            self._commit(records, f"node {info.name} added ({info.user}@{info.address}, {seen.fingerprint})",
+                         node=info.name)
+            return info
+
+    def relabel(self, name, labels):
+        with self.members.changing:
+            records = [dict(r, labels=dict(labels)) if r["name"] == name else r for r in self._member(name)]
+            self._commit(records, f"node {name} labels: {labels or '{}'}", node=name)
+
+    def remove(self, name, force=False, timeout=60.0):
+        """Drain `name` (unless forced) until it is empty, then forget it."""
+        with self.members.changing:
+            records = [r for r in self._member(name) if r["name"] != name]
+            if not records:
+                raise Conflict(f"{name} is the only node; a cluster needs one")
+            if not force:
+                self.drain(name)
+                if not self.emptied(name, timeout):
+                    raise Conflict(f"node {name} still runs containers after {timeout:.0f}s of draining; "
+                                   f"it stays drained: try again, or remove it with force")
+            self._commit(records, f"node {name} removed" + (" (forced, not drained)" if force else ""), node=name)
+
+    # -- steps -------------------------------------------------------------------
+    def _member(self, name):
+        records = self.members.current()
+        if name not in {r["name"] for r in records}:
+            raise Missing(f"no node named {name!r}")
+        return records
+
+    def _new(self, entry):
+        for r in self.members.current():
+            if r["name"] == entry["name"]:
+                raise Conflict(f"node {entry['name']!r} already exists")
+            if (r["host"], r["port"], r["user"]) == (entry["host"], entry.get("port", 22), entry.get("user", "root")):
+                raise Conflict(f"{entry.get('user', 'root')}@{entry['host']}:{entry.get('port', 22)} "
+                               f"is node {r['name']} already")
+        return self.members.info(dict({"port": 22, "user": "root", "key": None, "labels": {}}, **entry))
+
+    def _pin(self, info, fingerprint, trust):
+        known_hosts = self.settings.known_hosts
+        try:
+            seen = hostkeys.trust(known_hosts, info, fingerprint, accept=trust, timeout=self.settings.connect_timeout)
+        except hostkeys.TrustError as e:
+            presented = e.presented.fingerprint if e.presented else None
+            raise NodeRefused(str(e), fingerprint=presented) from None
+        if not seen.pinned:
+            raise NodeRefused(f"{info.name} presents {seen.kind} key {seen.fingerprint}: compare it with the node's "
+                              f"own (ssh-keygen -lf on the node), then add it with that fingerprint, or trust it "
+                              f"on first use", fingerprint=seen.fingerprint)
+        return seen
+
+    def _check(self, info: NodeInfo):
+        """The doctor's checks a joining node needs, and no lease of a newer epoch."""
+        conn = NodeConnection(info, self.settings.known_hosts, self.settings.connect_timeout)
+        try:
+            sent = self.wall()
+            facts = parse.doctor(conn.run(commands.doctor([]), timeout=30).stdout)
+            checks = [c for c in doctor.examine(facts, [], sent, self.wall()) if c.check in NEEDED]
+            failed = [c for c in checks if not c.ok]
+            if failed:
+                raise NodeRefused(f"{info.name} cannot join: " + "; ".join(f"{c.check}: {c.detail} ({c.hint})"
+                                                                           for c in failed),
+                                  checks=doctor.report(info.name, checks)["checks"])
+            read = parse.lease(conn.run(lease_cmd.read(), timeout=10).stdout)
+        except RemoteError as e:
+            raise NodeRefused(f"{info.name} cannot join: {e}") from None
+        finally:
+            conn.close()
+        epoch = self.election.current_epoch()
+        if read.node_epoch and read.node_epoch > epoch:
+            raise NodeRefused(f"{info.name} granted epoch {read.node_epoch} of another cluster (this one is at "
+                              f"{epoch}): clear ~/.bicycle on it first")
+
+    def _commit(self, records, message, **fields):
+        """The new list, committed to a majority of the members as they are,
+        then in force here; the new members get the state right away."""
+        self.election.change(lambda: self.store.set_members(records))
+        self.members.apply(records)
+        self.events("members", message, **fields)
+        try:
+            self.election.replicate()
+        except NotLeader as e:
+            self.events("error", f"the state did not reach the new members yet: {e}")

@@ -1,0 +1,115 @@
+"""Node lifecycle against the real sandbox: a 4th node started with
+`sandbox up --nodes 4` joins a running master through `node add`, takes its
+share (12 one-replica services and a 12-replica service: 3/3/3/3 on the
+engines), leaves again through `node rm` (drained start-first: never fewer
+running than desired) and the inventory file changes by exactly its entry
+each way. A wrong fingerprint is refused with nothing written and nothing
+run on the node.
+
+The module runs its own master on a copy of the sandbox's 3-node inventory
+(own state file, own known_hosts); the session's master pauses meanwhile,
+and the sandbox is put back to 3 nodes at the end."""
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import API, NODE_BASE, ROOT, SANDBOX, Engines, MasterProcess, api, remove_all, wait_for
+from sampling import Sampler, running_per_node, running_services
+from sandbox import cluster
+from test_heal import create
+
+NODE4 = f"127.0.0.{NODE_BASE + 4}"
+EVERY = 0.1
+
+
+@pytest.fixture(scope="module")
+def members(sandbox, master, tmp_path_factory):
+    """(inventory path, its text as written, engines of the 4 nodes)."""
+    master.stop()
+    path = os.path.join(SANDBOX, "members.yml")
+    text = open(sandbox).read().replace("state_file: state.json", "state_file: members-state.json") \
+        .replace("known_hosts: known_hosts", "known_hosts: members-known_hosts")
+    with open(path, "w") as f:
+        f.write(text)
+    shutil.copy(os.path.join(SANDBOX, "known_hosts"), os.path.join(SANDBOX, "members-known_hosts"))
+    for old in ("members-state.json",):
+        if os.path.exists(os.path.join(SANDBOX, old)):
+            os.remove(os.path.join(SANDBOX, old))
+    own = MasterProcess(path, str(tmp_path_factory.mktemp("members") / "master.log"))
+    own.start()
+    cluster.up(SANDBOX, nodes=4, base=NODE_BASE, api=API, log=lambda *a: None)
+    engines = Engines(cluster.engines(SANDBOX))
+    try:
+        yield path, text, engines
+    finally:
+        own.stop()
+        cluster.up(SANDBOX, nodes=3, base=NODE_BASE, api=API, log=lambda *a: None)
+        master.start()
+        remove_all(Engines(cluster.engines(SANDBOX)))
+
+
+def cli(path, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", path, "--api", API, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def node4_home():
+    return cluster.load(SANDBOX).node(4).home
+
+
+def added_lines(before, after):
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    ops = [op for op in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    assert len(ops) == 1 and ops[0][0] == "insert", ops
+    return b[ops[0][3]:ops[0][4]]
+
+
+def add_args(*extra):
+    return ("node", "add", "node4", "--host", NODE4, "--user", f"bicycle{NODE_BASE + 4}", "--key", "id_ed25519",
+            *extra)
+
+
+def test_a_wrong_fingerprint_is_refused_and_nothing_is_written_or_run(members):
+    path, text, _ = members
+    known = open(os.path.join(SANDBOX, "members-known_hosts")).read()
+    r = cli(path, *add_args("--fingerprint", "SHA256:" + "A" * 43))
+    assert r.returncode == 1 and "not SHA256:" + "A" * 43 in r.stderr and "nothing pinned" in r.stderr, r.stderr
+    assert open(path).read() == text
+    assert open(os.path.join(SANDBOX, "members-known_hosts")).read() == known
+    assert not os.path.exists(os.path.join(node4_home(), ".bicycle"))
+    assert [n["name"] for n in api("GET", "/nodes").json()] == ["node1", "node2", "node3"]
+
+
+def test_an_added_node_gets_its_share_then_leaves_start_first(members):
+    path, text, engines = members
+    names = [f"one{i:02d}" for i in range(12)]
+    for name in names:
+        create(name, 1)
+    assert sorted(running_per_node(engines).values()) == [0, 4, 4, 4]
+
+    r = cli(path, *add_args("--trust", "--label", "zone=b"))
+    assert r.returncode == 0, r.stderr
+    entry = added_lines(text, open(path).read())
+    assert entry == ["  - name: node4\n", f"    host: {NODE4}\n", "    port: 22\n",
+                     f"    user: bicycle{NODE_BASE + 4}\n", "    key: id_ed25519\n", "    labels: {zone: b}\n"]
+    assert NODE4 in open(os.path.join(SANDBOX, "members-known_hosts")).read()
+    wait_for(lambda: running_per_node(engines) == {f"node{i}": 3 for i in (1, 2, 3, 4)}
+             and running_services(engines) == {n: 1 for n in names}, 60)
+
+    create("web", 12)
+    assert {n: len(cs) for n, cs in engines.containers("web").items()} == {f"node{i}": 3 for i in (1, 2, 3, 4)}
+
+    with Sampler(lambda: running_services(engines), every=EVERY) as watch:
+        r = cli(path, "node", "rm", "node4")
+        assert r.returncode == 0, r.stderr
+    assert len(watch.samples) >= 3, len(watch.samples)
+    short = [s for s in watch.samples if s["web"] < 12 or any(s[n] < 1 for n in names)]
+    assert not short, f"{len(short)} of {len(watch.samples)} samples ran fewer than desired: {short[0]}"
+    assert open(path).read() == text
+    assert running_per_node(engines)["node4"] == 0
+    assert [n["name"] for n in api("GET", "/nodes").json()] == ["node1", "node2", "node3"]
+    wait_for(lambda: sorted(running_per_node(engines).values()) == [0, 8, 8, 8], 60)
