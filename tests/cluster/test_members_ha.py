@@ -1,0 +1,80 @@
+"""Node membership with three masters on the real sandbox: a node added
+through the leader's API is in every master's list (the standbys follow the
+replicated change) and in their shared inventory file; the leader is killed
+and the new leader has the node and places work on it; the node is removed
+through the new leader and every live master forgets it. Checked on the
+engines and on each master's own /nodes."""
+import os
+import signal
+
+import pytest
+
+from conftest import API, NODE_BASE, SANDBOX, Engines, MasterProcess, remove_all, wait_for
+from master.inventory import load
+from sandbox import cluster
+from test_failover import MASTERS, TTL, Cluster
+
+NODE4 = f"127.0.0.{NODE_BASE + 4}"
+NAME = "inventory-members-ha.yml"
+
+
+@pytest.fixture(scope="module")
+def ha4(sandbox, master, tmp_path_factory):
+    """Three masters over the sandbox's 3 nodes, a 4th node started but not a
+    member; the session's master pauses meanwhile; back to 3 nodes after."""
+    master.stop()
+    for m in MASTERS:
+        stale = os.path.join(SANDBOX, f"state-ha.{m}.json")
+        if os.path.exists(stale):
+            os.remove(stale)
+    path = cluster.ha_inventory(sandbox, MASTERS, TTL, name=NAME)
+    cluster.up(SANDBOX, nodes=4, base=NODE_BASE, api=API, log=lambda *a: None)
+    logs = tmp_path_factory.mktemp("members-ha")
+    procs = {n: MasterProcess(path, str(logs / f"{n}.log"), name=n, api=f"{a}:{p}") for n, (a, p) in MASTERS.items()}
+    for p in procs.values():
+        p.start(role=None)
+    masters = Cluster(procs, load(path))
+    masters.leader()
+    try:
+        yield masters, path, Engines(cluster.engines(SANDBOX))
+    finally:
+        for p in procs.values():
+            if p.alive():
+                p.stop(signal.SIGKILL)
+        cluster.up(SANDBOX, nodes=3, base=NODE_BASE, api=API, log=lambda *a: None)
+        master.start()
+        remove_all(Engines(cluster.engines(SANDBOX)))
+
+
+def members_of(ha, name):
+    return [n["name"] for n in ha.call("GET", "/nodes", via=name).json()]
+
+
+def test_an_added_node_survives_the_leaders_death_and_leaves_through_the_next(ha4):
+    ha, path, engines = ha4
+    leader = ha.leader()
+    r = ha.call("POST", "/nodes", {"name": "node4", "host": NODE4, "user": f"bicycle{NODE_BASE + 4}",
+                                   "key": "id_ed25519", "trust": True}, via=leader)
+    assert r.status_code == 201, r.text
+    four = ["node1", "node2", "node3", "node4"]
+    for name in ha.procs:
+        wait_for(lambda: members_of(ha, name) == four, 30)
+    assert [n.name for n in load(path).nodes] == four
+
+    ha.procs[leader].stop(signal.SIGKILL)
+    successor = ha.leader(timeout=60, other_than=leader)
+    assert members_of(ha, successor) == four
+    wait_for(lambda: next(n for n in ha.call("GET", "/nodes", via=successor).json()
+                          if n["name"] == "node4")["status"] == "ready", 30)
+    r = ha.call("POST", "/service", {"name": "web", "image": "bicycle/demo:1", "replicas": 4}, via=successor)
+    assert r.status_code == 201, r.text
+    assert {n: len(cs) for n, cs in engines.containers("web").items()} == {n: 1 for n in four}
+
+    r = ha.call("DELETE", "/nodes/node4", via=successor)
+    assert r.status_code == 200, r.text
+    for name, proc in ha.procs.items():
+        if proc.alive():
+            wait_for(lambda: members_of(ha, name) == four[:3], 30)
+    assert [n.name for n in load(path).nodes] == four[:3]
+    assert sorted(len(cs) for cs in engines.containers("web").values()) == [0, 1, 1, 2]
+    assert engines.containers("web")["node4"] == []
