@@ -262,6 +262,15 @@ class ApiSettings:
     tls: Optional[Tls] = None
 
 
+# The default install of the engine on a node that has none: the distribution's
+# package manager, through sudo (no password prompt) unless the user is root.
+BOOTSTRAP = ('if [ "$(id -u)" -eq 0 ]; then S=; else S="sudo -n"; fi; '
+             'if command -v apt-get >/dev/null; then $S apt-get install -y docker.io; '
+             'elif command -v dnf >/dev/null; then $S dnf install -y docker; '
+             'elif command -v yum >/dev/null; then $S yum install -y docker; '
+             'else echo "no apt-get, dnf or yum on this node" >&2; exit 1; fi')
+
+
 @dataclass(frozen=True)
 class Settings:
     """settings: of inventory.yml with their defaults (the loader makes paths
@@ -278,6 +287,8 @@ class Settings:
     converge_timeout: float = 60.0
     rebalance_parallelism: int = 1
     lease_ttl: float = 6.0
+    # What a node without `docker` runs when it is added (sh -c, as the node user).
+    bootstrap: str = BOOTSTRAP
     # For tests only: seconds a fenced command waits between its last epoch
     # check and its sending, so that a test can pause a leader with commands
     # in flight and see the nodes refuse them (docs/failover.md).

@@ -19,6 +19,7 @@ API = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$")
 
 DEFAULTS = {f.name: f.default for f in fields(Settings) if f.name != "api"}
 PATHS = ("state_file", "known_hosts", "secrets_key")
+COMMANDS = ("bootstrap",)
 NUMBERS = {k for k, v in DEFAULTS.items() if isinstance(v, (int, float))}
 COUNTS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
 
@@ -179,7 +180,8 @@ def _settings(data, base, fail):
         if key in COUNTS and not isinstance(value, int):
             fail(f"settings.{key}: must be a whole number", _where(settings_raw, key))
         if key not in NUMBERS and not isinstance(value, str):
-            fail(f"settings.{key}: must be a path", _where(settings_raw, key))
+            fail(f"settings.{key}: must be {'a shell command' if key in COMMANDS else 'a path'}",
+                 _where(settings_raw, key))
         settings[key] = value
     for key in PATHS:
         settings[key] = os.path.join(base, os.path.expanduser(settings[key]))

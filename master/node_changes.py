@@ -20,6 +20,7 @@ from scheduler import doctor
 from store.state import Conflict, Missing
 
 NEEDED = ("engine", "docker access", "flock", "~/.bicycle")     # the doctor's checks a joining node must pass
+BOOTSTRAP_TIMEOUT = 900.0                                        # an engine install over a slow mirror
 
 
 class NodeRefused(Exception):
@@ -45,7 +46,7 @@ class NodeChanges:
             self._check(info)
             records = self.members.current() + [self.members.record(info, seen.text)]
             self._commit(records, f"node {info.name} added ({info.user}@{info.address}, {seen.fingerprint})",
-                         node=info.name)
+                         node=info.name, drained=False)
             return info
 
     def relabel(self, name, labels):
@@ -64,7 +65,8 @@ class NodeChanges:
                 if not self.emptied(name, timeout):
                     raise Conflict(f"node {name} still runs containers after {timeout:.0f}s of draining; "
                                    f"it stays drained: try again, or remove it with force")
-            self._commit(records, f"node {name} removed" + (" (forced, not drained)" if force else ""), node=name)
+            self._commit(records, f"node {name} removed" + (" (forced, not drained)" if force else ""), node=name,
+                         drained=True)
 
     # -- steps -------------------------------------------------------------------
     def _member(self, name):
@@ -101,6 +103,10 @@ class NodeChanges:
         try:
             sent = self.wall()
             facts = parse.doctor(conn.run(commands.doctor([]), timeout=30).stdout)
+            if not facts.get("docker_path"):
+                self._bootstrap(conn, info)
+                sent = self.wall()
+                facts = parse.doctor(conn.run(commands.doctor([]), timeout=30).stdout)
             checks = [c for c in doctor.examine(facts, [], sent, self.wall()) if c.check in NEEDED]
             failed = [c for c in checks if not c.ok]
             if failed:
@@ -117,12 +123,31 @@ class NodeChanges:
             raise NodeRefused(f"{info.name} granted epoch {read.node_epoch} of another cluster (this one is at "
                               f"{epoch}): clear ~/.bicycle on it first")
 
-    def _commit(self, records, message, **fields):
+    def _bootstrap(self, conn, info):
+        """Install the engine on a node without `docker` (settings.bootstrap)."""
+        self.events("bootstrap", f"{info.name} has no docker command: running settings.bootstrap", node=info.name)
+        result = conn.run(["sh", "-c", self.settings.bootstrap], timeout=BOOTSTRAP_TIMEOUT)
+        if not result.ok:
+            words = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise NodeRefused(f"{info.name} has no docker and settings.bootstrap failed (exit {result.exit}: "
+                              f"{' / '.join(words) or 'no output'}): install the engine there by hand, or set "
+                              f"settings.bootstrap to a command that can")
+        self.events("bootstrap", f"{info.name}: settings.bootstrap done", node=info.name)
+
+    def _commit(self, records, message, node, drained=None):
         """The new list, committed to a majority of the members as they are,
-        then in force here; the new members get the state right away."""
-        self.election.change(lambda: self.store.set_members(records))
+        then in force here; the new members get the state right away.
+        `drained` (True/False) sets the node's availability in the same
+        change: a node added starts active (one removed after its drain and
+        added again takes work), a node removed is drained (even when forced)
+        so that no round places on it before it is forgotten."""
+        def change():
+            self.store.set_members(records)
+            if drained is not None:
+                self.store.set_drained(node, drained)
+        self.election.change(change)
         self.members.apply(records)
-        self.events("members", message, **fields)
+        self.events("members", message, node=node)
         try:
             self.election.replicate()
         except NotLeader as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -217,6 +218,38 @@ def status(directory: str = ".sandbox") -> list[dict]:
                      "dockerd": "running" if dpid else "stopped", "dockerd_pid": dpid,
                      "containers": None if listed is None else len(listed)})
     return rows
+
+
+def set_path(directory: str, node_index: int, path: str | None, log=lambda *a: None) -> None:
+    """Give node `node_index`'s SSH sessions this PATH (None: sshd's default
+    again), so that a command can be missing there: `docker` before a
+    bootstrap, `flock` for the doctor. Sessions open now are ended (a
+    master reconnects and gets the new PATH)."""
+    sb = load(directory)
+    if sb is None or not 1 <= node_index <= sb.nodes:
+        raise SandboxError(f"no node {node_index} in the sandbox in {resolve(directory)}")
+    node = sb.node(node_index)
+    if path is None:
+        if os.path.exists(node.path_file):
+            os.remove(node.path_file)
+    else:
+        daemons.write_file(node.path_file, path + "\n")
+    daemons.start_sshd(node, _served_authorized_keys(sb), log)
+    session = re.compile(rf"sshd: {node.user}(@|\s|$)")      # "sshd: bicycle14@notty", "... [priv]"
+    host.terminate(host.find_pids(lambda line: session.match(line) is not None), grace=2.0)
+
+
+def without(command: str, folder: str) -> str:
+    """A PATH like sshd's default, but where `command` is missing: `folder`
+    gets a link to every program of /usr/local/bin, /usr/bin and /bin except
+    it, and is the PATH's only entry besides /usr/sbin and /sbin."""
+    os.makedirs(folder, mode=0o755, exist_ok=True)
+    for root in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for name in os.listdir(root) if os.path.isdir(root) else ():
+            link = os.path.join(folder, name)
+            if name != command and not os.path.lexists(link):
+                os.symlink(os.path.join(root, name), link)
+    return f"{folder}:/usr/local/sbin:/usr/sbin:/sbin"
 
 
 def engines(directory: str = ".sandbox") -> dict[str, str]:

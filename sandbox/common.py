@@ -64,6 +64,11 @@ class Node:
         return os.path.join(self.dir, "home")
 
     @property
+    def path_file(self) -> str:
+        """When present: the PATH of the node user's sessions (set_path)."""
+        return os.path.join(self.dir, "path")
+
+    @property
     def data_root(self) -> str:
         return os.path.join(self.dir, "docker")
 

@@ -187,12 +187,16 @@ SSHD = "/usr/sbin/sshd"
 
 
 def sshd_config_text(node: Node, authorized_keys: str) -> str:
+    env = f"DOCKER_HOST={node.docker_host}"
+    if os.path.exists(node.path_file):          # a node made to lack a command (tests, trying bootstrap)
+        with open(node.path_file) as f:
+            env += f" PATH={f.read().strip()}"
     return "\n".join([
         f"# sshd of sandbox {node.name} (written by the Bicycle sandbox)",
         f"ListenAddress {node.address}:22",
         f"HostKey {node.host_key}",
         f"PidFile {node.sshd_pidfile}",
-        f"SetEnv DOCKER_HOST={node.docker_host}",
+        f"SetEnv {env}",
         f"AuthorizedKeysFile {authorized_keys}",
         f"AllowUsers {node.user}",
         "PermitRootLogin no",

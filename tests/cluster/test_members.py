@@ -24,6 +24,8 @@ from test_heal import create
 
 NODE4 = f"127.0.0.{NODE_BASE + 4}"
 EVERY = 0.1
+# The "install" of the engine on a node whose PATH lacks docker: a link in ~/bin, which that PATH has first.
+BOOTSTRAP = """  bootstrap: 'mkdir -p "$HOME/bin" && ln -sf /usr/bin/docker "$HOME/bin/docker"'\n"""
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def members(sandbox, master, tmp_path_factory):
     master.stop()
     path = os.path.join(SANDBOX, "members.yml")
     text = open(sandbox).read().replace("state_file: state.json", "state_file: members-state.json") \
-        .replace("known_hosts: known_hosts", "known_hosts: members-known_hosts")
+        .replace("known_hosts: known_hosts", "known_hosts: members-known_hosts") + BOOTSTRAP
     with open(path, "w") as f:
         f.write(text)
     shutil.copy(os.path.join(SANDBOX, "known_hosts"), os.path.join(SANDBOX, "members-known_hosts"))
@@ -113,3 +115,28 @@ def test_an_added_node_gets_its_share_then_leaves_start_first(members):
     assert running_per_node(engines)["node4"] == 0
     assert [n["name"] for n in api("GET", "/nodes").json()] == ["node1", "node2", "node3"]
     wait_for(lambda: sorted(running_per_node(engines).values()) == [0, 8, 8, 8], 60)
+
+
+def test_a_node_without_docker_is_bootstrapped_then_joins(members):
+    path, text, engines = members
+    remove_all(engines)
+    home = node4_home()
+    bare = cluster.without("docker", os.path.join(SANDBOX, "bin-without-docker"))
+    cluster.set_path(SANDBOX, 4, f"{home}/bin:{bare}")
+    try:
+        r = cli(path, *add_args("--trust"))
+        assert r.returncode == 0, r.stderr
+        assert os.readlink(os.path.join(home, "bin", "docker")) == "/usr/bin/docker"
+        kinds = [e["kind"] for e in api("GET", "/events", params={"limit": 200}).json()]
+        assert kinds.count("bootstrap") == 2, kinds
+        wait_for(lambda: next(n for n in api("GET", "/nodes").json() if n["name"] == "node4")["status"] == "ready",
+                 30)
+        create("web", 4)
+        assert {n: len(cs) for n, cs in engines.containers("web").items()} == {f"node{i}": 1 for i in (1, 2, 3, 4)}
+    finally:
+        api("DELETE", "/service/web")
+        r = cli(path, "node", "rm", "node4")
+        cluster.set_path(SANDBOX, 4, None)
+        shutil.rmtree(os.path.join(home, "bin"), ignore_errors=True)
+    assert r.returncode == 0, r.stderr
+    assert open(path).read() == text

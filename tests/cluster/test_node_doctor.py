@@ -1,12 +1,14 @@
 """`bicycle.py node doctor` against the real sandbox: a healthy node passes
-every check; a stopped engine and an image no node has are failures with
-their fix, and the command exits 1. Checked against what the engines say."""
+every check; a stopped engine, an image no node has and a node whose PATH
+lacks flock are failures with their fix, and the command exits 1. Checked
+against what the engines say."""
 import os
 import signal
 
 import pytest
 
-from conftest import api, wait_for
+from conftest import SANDBOX, api, wait_for
+from sandbox import cluster
 from test_cli_flows import cli, ok
 from test_heal import pids, repair
 
@@ -53,3 +55,16 @@ def test_a_stopped_engine_and_a_missing_image_fail_with_their_fix(engines):
     assert r.returncode == 1
     result, detail = rows(r.stdout)["node1", "images"]
     assert result == "FAIL" and "missing: bicycle/absent:1" in detail, detail
+
+
+def test_a_missing_flock_fails_with_its_fix(sandbox):
+    bare = cluster.without("flock", os.path.join(SANDBOX, "bin-without-flock"))
+    cluster.set_path(SANDBOX, 3, bare)
+    try:
+        r = wait_for(lambda: (lambda r: r if r.returncode == 1 else None)(cli("node", "doctor", "node3")), 30)
+    finally:
+        cluster.set_path(SANDBOX, 3, None)
+    table = rows(r.stdout)
+    assert table["node3", "flock"][0] == "FAIL" and "util-linux" in table["node3", "flock"][1], table
+    assert {check for (node, check), (result, _) in table.items() if result == "FAIL"} == {"flock"}
+    wait_for(lambda: cli("node", "doctor", "node3").returncode == 0, 30)
