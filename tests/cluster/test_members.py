@@ -1,7 +1,7 @@
 """Node lifecycle against the real sandbox: a 4th node started with
 `sandbox up --nodes 4` joins a running master through `node add`, takes its
 share (12 one-replica services and a 12-replica service: 3/3/3/3 on the
-engines), leaves again through `node rm` (drained start-first: never fewer
+engines), is relabelled (only its labels line changes), leaves again through `node rm` (drained start-first: never fewer
 running than desired) and the inventory file changes by exactly its entry
 each way. A wrong fingerprint is refused with nothing written and nothing
 run on the node.
@@ -63,6 +63,12 @@ def node4_home():
     return cluster.load(SANDBOX).node(4).home
 
 
+def changes(before, after):
+    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    return [(tag, a[i1:i2], b[j1:j2]) for tag, i1, i2, j1, j2 in
+            difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if tag != "equal"]
+
+
 def added_lines(before, after):
     a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
     ops = [op for op in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if op[0] != "equal"]
@@ -104,6 +110,13 @@ def test_an_added_node_gets_its_share_then_leaves_start_first(members):
 
     create("web", 12)
     assert {n: len(cs) for n, cs in engines.containers("web").items()} == {f"node{i}": 3 for i in (1, 2, 3, 4)}
+
+    with_entry = open(path).read()
+    r = cli(path, "node", "label", "node4", "zone-", "disk=ssd")
+    assert r.returncode == 0 and "disk=ssd" in r.stdout, r.stderr
+    assert changes(with_entry, open(path).read()) == [("replace", ["    labels: {zone: b}\n"],
+                                                       ["    labels: {disk: ssd}\n"])]
+    assert next(n for n in api("GET", "/nodes").json() if n["name"] == "node4")["labels"] == {"disk": "ssd"}
 
     with Sampler(lambda: running_services(engines), every=EVERY) as watch:
         r = cli(path, "node", "rm", "node4")
