@@ -11,6 +11,11 @@ from scheduler import doctor
 TIMEOUT = 20.0
 
 
+def images_in_use(store):
+    """The images of the services that are not being deleted, sorted."""
+    return sorted({s.spec.image for s in store.services() if s.state != DELETE})
+
+
 class Doctor:
     def __init__(self, fleet, store, wall=time.time):
         """fleet: the nodes' connections; store: the services whose images
@@ -18,7 +23,7 @@ class Doctor:
         self.fleet, self.store, self.wall = fleet, store, wall
 
     def images(self):
-        return sorted({s.spec.image for s in self.store.services() if s.state != DELETE})
+        return images_in_use(self.store)
 
     def examine(self, name):
         """{node, ok, checks: [{check, ok, detail, hint}]} of node `name`."""

@@ -3,7 +3,9 @@
 Adding: the node's host key is pinned only if it matches the fingerprint
 given (or trust on first use was asked); then the node must pass the
 doctor's checks that joining needs (engine, docker access, flock,
-~/.bicycle) and hold no lease of a newer epoch. Only then is the new member
+~/.bicycle; a node without docker runs settings.bootstrap first) and hold no
+lease of a newer epoch; the images the services use that it lacks are
+copied to it from a member (no registry needed). Only then is the new member
 list committed: written here and on a majority of the members as they were
 (Election.change), and put in force (Membership.apply). Removing drains the
 node first (its replicas move start-first) unless forced. One change at a
@@ -11,10 +13,11 @@ time; each is an event.
 """
 import time
 
+from master.doctor import images_in_use
 from master.membership import Membership
 from master.replication import NotLeader
 from model import NodeInfo
-from remote import commands, hostkeys, lease as lease_cmd, parse
+from remote import commands, hostkeys, images, lease as lease_cmd, parse
 from remote.transport import NodeConnection, RemoteError
 from scheduler import doctor
 from store.state import Conflict, Missing
@@ -102,11 +105,12 @@ class NodeChanges:
         conn = NodeConnection(info, self.settings.known_hosts, self.settings.connect_timeout)
         try:
             sent = self.wall()
-            facts = parse.doctor(conn.run(commands.doctor([]), timeout=30).stdout)
+            in_use = images_in_use(self.store)
+            facts = parse.doctor(conn.run(commands.doctor(in_use), timeout=30).stdout)
             if not facts.get("docker_path"):
                 self._bootstrap(conn, info)
                 sent = self.wall()
-                facts = parse.doctor(conn.run(commands.doctor([]), timeout=30).stdout)
+                facts = parse.doctor(conn.run(commands.doctor(in_use), timeout=30).stdout)
             checks = [c for c in doctor.examine(facts, [], sent, self.wall()) if c.check in NEEDED]
             failed = [c for c in checks if not c.ok]
             if failed:
@@ -114,6 +118,7 @@ class NodeChanges:
                                                                            for c in failed),
                                   checks=doctor.report(info.name, checks)["checks"])
             read = parse.lease(conn.run(lease_cmd.read(), timeout=10).stdout)
+            self._load_images(conn, info, facts["images_missing"])
         except RemoteError as e:
             raise NodeRefused(f"{info.name} cannot join: {e}") from None
         finally:
@@ -122,6 +127,23 @@ class NodeChanges:
         if read.node_epoch and read.node_epoch > epoch:
             raise NodeRefused(f"{info.name} granted epoch {read.node_epoch} of another cluster (this one is at "
                               f"{epoch}): clear ~/.bicycle on it first")
+
+    def _load_images(self, conn, info, missing):
+        """Copy the services' images the node lacks from a member that has
+        them (no registry needed); one that cannot be copied is an event, and
+        the engine pulls it later if the service's pull policy lets it."""
+        for image in missing:
+            result = None
+            for source in list(self.members.fleet.connections.values()):
+                result = images.copy(image, source, conn)
+                if not result.error:
+                    break
+            if result is None or result.error:
+                self.events("bootstrap", f"{info.name}: {image} not copied from any member: "
+                                         f"{result.error if result else 'no member'}", node=info.name)
+            else:
+                self.events("bootstrap", f"{info.name}: {image} copied from {source.node.name} "
+                                         f"({result.sent} bytes in {result.seconds:.1f}s)", node=info.name)
 
     def _bootstrap(self, conn, info):
         """Install the engine on a node without `docker` (settings.bootstrap)."""

@@ -104,3 +104,8 @@ def image_id(image):
 def load():
     """docker load of an image archive read from stdin."""
     return ["docker", "load", "-q"]
+
+
+def save(image):
+    """docker save of `image` to stdout (an archive for docker load)."""
+    return ["docker", "save", "--", image]

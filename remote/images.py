@@ -4,7 +4,9 @@ The local engine is the one `docker` talks to on this machine (DOCKER_HOST
 or the default socket, as the docker SDK reads them). Each node gets the
 engine's own `docker save` stream piped over its SSH connection into
 `docker load`: no temporary copy on either side. A node whose engine has the
-same image id already is skipped; nodes are done in parallel.
+same image id already is skipped; nodes are done in parallel. `copy` does
+the same from one node's engine to another's (a node that joins gets the
+images the services use from a member).
 """
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +54,34 @@ def push(image, connections, progress=lambda node, sent, seconds: None, client=N
 
 
 def _one(conn, client, image, wanted, progress):
+    return _send(conn, image, wanted, lambda: client.api.get_image(image, chunk_size=CHUNK), progress)
+
+
+def copy(image, source, target, progress=lambda node, sent, seconds: None):
+    """Copy `image` from the engine of `source` to that of `target` (both
+    NodeConnections): `docker save` there streamed through this process into
+    `docker load` here -> Pushed of the target."""
+    try:
+        wanted = _node_image(source, image)
+    except RemoteError as e:
+        return Pushed(target.node.name, error=f"{source.node.name}: {e}"[:300])
+    if wanted is None:
+        return Pushed(target.node.name, error=f"{source.node.name} has no {image}")
+    streams = []
+
+    def archive():
+        streams.append(source.stream(commands.save(image), combine_stderr=False))
+        return streams[0].chunks(idle_timeout=60)
+    try:
+        return _send(target, image, wanted, archive, progress)
+    finally:
+        for s in streams:
+            s.close()
+
+
+def _send(conn, image, wanted, archive, progress):
+    """Load the archive archive() yields into conn's engine unless it has
+    `wanted` already -> Pushed."""
     name = conn.node.name
     try:
         if _node_image(conn, image) == wanted:
@@ -60,7 +90,7 @@ def _one(conn, client, image, wanted, progress):
 
         def chunks():
             nonlocal sent
-            for chunk in client.api.get_image(image, chunk_size=CHUNK):
+            for chunk in archive():
                 sent += len(chunk)
                 progress(name, sent, time.monotonic() - started)
                 yield chunk

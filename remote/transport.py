@@ -170,13 +170,14 @@ class NodeConnection:
             self.on_command(self.node.name, seconds)
         return Result(code, out.decode(errors="replace"), err.decode(errors="replace"), seconds)
 
-    def stream(self, argv):
-        """Start a long-running command (a log follower) on its own channel of
-        the same connection; returns a LineStream to read and close."""
+    def stream(self, argv, combine_stderr=True):
+        """Start a long-running command (a log follower, an image's archive)
+        on its own channel of the same connection; returns a LineStream to
+        read and close. Without combine_stderr, stdout alone is read."""
         transport = self._transport(time.monotonic() + self.connect_timeout)
         try:
             chan = transport.open_session(timeout=self.connect_timeout)
-            chan.set_combine_stderr(True)
+            chan.set_combine_stderr(combine_stderr)
             chan.settimeout(0.5)
             chan.exec_command(command_line(argv))
         except (paramiko.SSHException, OSError, EOFError) as e:
@@ -244,6 +245,28 @@ class LineStream:
         if self.buffer:
             yield self.buffer.decode(errors="replace")
             self.buffer = b""
+
+    def chunks(self, idle_timeout):
+        """Yield the output as it comes, in chunks of bytes; RemoteError when
+        nothing comes for `idle_timeout` seconds."""
+        quiet_since = time.monotonic()
+        while True:
+            try:
+                data = self.chan.recv(1 << 20)
+            except socket.timeout:
+                if time.monotonic() - quiet_since > idle_timeout:
+                    raise RemoteError(f"no output for {idle_timeout:.0f}s") from None
+                continue
+            except (OSError, EOFError, paramiko.SSHException) as e:
+                raise RemoteError(f"{type(e).__name__}: {e}") from None
+            if not data:
+                return
+            quiet_since = time.monotonic()
+            yield data
+
+    def exit_status(self):
+        """The command's exit code, once its output has ended."""
+        return self.chan.recv_exit_status()
 
     def close(self):
         self.chan.close()

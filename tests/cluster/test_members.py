@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -130,24 +131,46 @@ def test_an_added_node_gets_its_share_then_leaves_start_first(members):
     wait_for(lambda: sorted(running_per_node(engines).values()) == [0, 8, 8, 8], 60)
 
 
-def test_a_node_without_docker_is_bootstrapped_then_joins(members):
+def only_on_members(path, engines):
+    """A fresh image on node1, pushed to node2 and node3 (not node4) with
+    `image push` -> (tag, id)."""
+    tag = f"bicycle/members:{uuid.uuid4().hex[:8]}"
+    container = engines.clients["node1"].containers.create("bicycle/demo:1")
+    try:
+        image = container.commit(*tag.split(":"), changes=[f"LABEL bicycle.test.members={tag}"])
+    finally:
+        container.remove()
+    env = dict(os.environ, DOCKER_HOST=cluster.engines(SANDBOX)["node1"])
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"), "-i", path, "image", "push", tag],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert [n for n, c in engines.clients.items() if c.images.list(name=tag.split(":")[0])] == \
+        ["node1", "node2", "node3"]
+    return tag, image.id
+
+
+def test_a_node_without_docker_is_bootstrapped_gets_the_images_and_joins(members):
     path, text, engines = members
     remove_all(engines)
     home = node4_home()
     bare = cluster.without("docker", os.path.join(SANDBOX, "bin-without-docker"))
+    tag, image_id = only_on_members(path, engines)
+    r = api("POST", "/service", {"name": "never", "image": tag, "replicas": 3, "pull": "never"})
+    assert r.status_code == 201, r.text
     cluster.set_path(SANDBOX, 4, f"{home}/bin:{bare}")
     try:
         r = cli(path, *add_args("--trust"))
         assert r.returncode == 0, r.stderr
         assert os.readlink(os.path.join(home, "bin", "docker")) == "/usr/bin/docker"
-        kinds = [e["kind"] for e in api("GET", "/events", params={"limit": 200}).json()]
-        assert kinds.count("bootstrap") == 2, kinds
+        said = [e["message"] for e in api("GET", "/events", params={"limit": 200}).json() if e["kind"] == "bootstrap"]
+        assert len(said) == 3 and f"{tag} copied from node1" in said[2], said
+        assert engines.clients["node4"].images.get(tag).id == image_id
         wait_for(lambda: next(n for n in api("GET", "/nodes").json() if n["name"] == "node4")["status"] == "ready",
                  30)
-        create("web", 4)
-        assert {n: len(cs) for n, cs in engines.containers("web").items()} == {f"node{i}": 1 for i in (1, 2, 3, 4)}
+        assert api("PATCH", "/service/never", {"replicas": 4}).status_code == 200
+        assert {n: len(cs) for n, cs in engines.containers("never").items()} == {f"node{i}": 1 for i in (1, 2, 3, 4)}
     finally:
-        api("DELETE", "/service/web")
+        api("DELETE", "/service/never")
         r = cli(path, "node", "rm", "node4")
         cluster.set_path(SANDBOX, 4, None)
         shutil.rmtree(os.path.join(home, "bin"), ignore_errors=True)
