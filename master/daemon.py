@@ -137,7 +137,7 @@ class Master:
     def start(self):
         stored = self.store.members()
         if stored is not None:              # changed through the API before this master last stopped
-            self.membership.apply(stored)
+            self.membership.apply(stored, write_file=False)
         self.membership.start()
         self.election.start()
         threading.Thread(target=self.watch_peers, name="peers", daemon=True).start()

@@ -83,8 +83,11 @@ class Membership:
         if doc.get("members") is not None:
             self.apply(doc["members"])
 
-    def apply(self, records):
-        """Put the member list `records` in force here."""
+    def apply(self, records, write_file=True):
+        """Put the member list `records` in force here, and into this master's
+        inventory file unless `write_file` is False (a master starting from its
+        own stored list: that list may be older than the one in force, which
+        it follows within a poll; writing it would undo a newer entry)."""
         wanted = {r["name"]: (self.info(r), r) for r in records}
         with self.lock:
             added = [n for n in wanted if n not in self.infos]
@@ -99,7 +102,8 @@ class Membership:
         if added or removed:
             self.events("members", f"members now {', '.join(wanted)}"
                                    + "".join(f"; {n} joined" for n in added) + "".join(f"; {n} left" for n in removed))
-        self._write_inventory(records)
+        if write_file:
+            self._write_inventory(records)
 
     def _join(self, info, record):
         if record.get("host_key"):
