@@ -55,7 +55,7 @@ class Master:
                          on_round=self.metrics.reconcile.observe)
         self.peers = {}                     # other masters as last seen over HTTP
         self.membership = Membership(inventory, self.fleet, self.observation, self.election, self.events.record,
-                                     self._prober)
+                                     self._prober, me=self.name)
         self.views = Views(self.store, self.observation, self.loop, self.election, inventory,
                            ThisMaster(self.name, self.api, started_wall), self.peers, self.leader,
                            members=self.membership.nodes)

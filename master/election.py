@@ -235,7 +235,8 @@ class Election(threading.Thread):
                 if isinstance(r, RenewAnswer) and not r.renewed and r.value is not None and r.value > epoch:
                     self._deposed(node, r.value, epoch)
                     return
-            ok = sum(1 for r in results.values() if isinstance(r, RenewAnswer) and r.renewed)
+            ok = sum(1 for n, r in results.items()       # the members now: one may have left meanwhile
+                     if n in self.nodes and isinstance(r, RenewAnswer) and r.renewed)
             if ok >= rules.majority(len(self.nodes)):
                 self.last_good = started
             elif rules.must_step_down(self.last_good, self.clock(), self.ttl):
@@ -281,6 +282,8 @@ class Election(threading.Thread):
         with self.lock:
             now = self.clock()
             for node, r in results.items():
+                if node not in self.watches:           # it left while the round ran
+                    continue
                 read = r if isinstance(r, LeaseRead) else None
                 rules.observe(self.watches[node], None if read is None else (read.node_epoch, read.lease), now)
                 if read is not None and read.node_epoch:

@@ -111,7 +111,10 @@ def _entry_end(nodes, i, lines):
 def _columns(nodes, lines):
     """(column of the dash, column of the keys) of the file's first entry."""
     line, keys = nodes.lc.item(0)
-    return lines[line].rindex("-", 0, keys), keys
+    dash = lines[line].rfind("-", 0, keys)
+    if dash < 0:
+        raise InventoryError("nodes: an entry whose '-' stands on a line of its own cannot be edited in place")
+    return dash, keys
 
 
 def _splice(lines, start, end, new_lines):

@@ -19,15 +19,17 @@ import os
 import threading
 
 from master import inventory_edit
-from master.inventory import InventoryError, load
+from master.inventory import load
 from model import NodeInfo
 from remote import hostkeys
 
 
 class Membership:
-    def __init__(self, inventory, fleet, observation, election, events, prober):
-        """prober(name, stop event) -> a started prober thread for a node."""
+    def __init__(self, inventory, fleet, observation, election, events, prober, me=""):
+        """prober(name, stop event) -> a started prober thread for a node;
+        me: this master's name (the lease holder it writes)."""
         self.inventory, self.fleet, self.obs, self.election = inventory, fleet, observation, election
+        self.me = me
         self.events, self.prober = events, prober
         self.lock = threading.Lock()           # the list in force
         self.changing = threading.Lock()       # one change at a time, from proposal to effect
@@ -147,5 +149,6 @@ class Membership:
             for name in on_file:
                 if name not in {r["name"] for r in records}:
                     inventory_edit.remove_node(path, name)
-        except (InventoryError, OSError) as e:
-            self.events("error", f"the inventory file {path} could not follow the members: {e}")
+        except Exception as e:            # the change is in force already: the file must not undo it
+            self.events("error", f"the inventory file {path} could not follow the members: "
+                                 f"{type(e).__name__}: {e}")

@@ -124,9 +124,11 @@ class NodeChanges:
         finally:
             conn.close()
         epoch = self.election.current_epoch()
-        if read.node_epoch and read.node_epoch > epoch:
-            raise NodeRefused(f"{info.name} granted epoch {read.node_epoch} of another cluster (this one is at "
-                              f"{epoch}): clear ~/.bicycle on it first")
+        ours = read.lease is not None and read.lease.holder == self.members.me
+        if read.node_epoch and (read.node_epoch > epoch or (read.node_epoch == epoch and not ours)):
+            raise NodeRefused(f"{info.name} granted epoch {read.node_epoch} to "
+                              f"{read.lease.holder if read.lease else 'another master'} (this cluster is at "
+                              f"{epoch}): a node of another cluster; clear ~/.bicycle on it first")
 
     def _load_images(self, conn, info, missing):
         """Copy the services' images the node lacks from a member that has
