@@ -304,8 +304,7 @@ class Fleet:
                  send_delay=0.0):
         self.known_hosts, self.connect_timeout, self.command_timeout = known_hosts, connect_timeout, command_timeout
         self.source, self.per_node = source, per_node
-        self.connections = {n.name: NodeConnection(n, known_hosts, connect_timeout, command_timeout, source)
-                            for n in nodes}
+        self.connections = {n.name: self._connection(n) for n in nodes}
         self.send_delay = send_delay    # tests only: a checked command waits this long before it goes
         self.slots = {n.name: threading.BoundedSemaphore(per_node) for n in nodes}
         self.workers = max(4, len(nodes) * (per_node + 1))
@@ -343,11 +342,13 @@ class Fleet:
 
     def add(self, node):
         """A node that joined: its connection (opened on first use) and slots."""
-        self.connections[node.name] = NodeConnection(node, self.known_hosts, self.connect_timeout,
-                                                     self.command_timeout, self.source)
+        self.connections[node.name] = self._connection(node)
         self.slots[node.name] = threading.BoundedSemaphore(self.per_node)
         self.pool, self.workers = _grown(self.pool, self.workers, len(self.connections) * (self.per_node + 1),
                                          "remote")
+
+    def _connection(self, node):
+        return NodeConnection(node, self.known_hosts, self.connect_timeout, self.command_timeout, self.source)
 
     def remove(self, name):
         """A node that left: its connection is closed."""

@@ -26,17 +26,10 @@ def ha(sandbox, master, engines, tmp_path_factory):
     # Fenced commands wait a little between their last epoch check and their
     # sending, so that a paused leader surely has some in flight.
     path = cluster.ha_inventory(sandbox, MASTERS, TTL, settings={"fenced_send_delay": 0.3})
-    logs = tmp_path_factory.mktemp("ha")
-    procs = {n: MasterProcess(path, str(logs / f"{n}.log"), name=n, api=f"{a}:{p}") for n, (a, p) in MASTERS.items()}
-    for p in procs.values():
-        p.start(role=None)
-    masters = Cluster(procs, load(path))
-    masters.leader()
+    masters = Cluster.started(path, tmp_path_factory.mktemp("ha"))
     clean(masters, engines)
     yield masters
-    for p in procs.values():
-        if p.alive():
-            p.stop(signal.SIGKILL)
+    masters.kill()
     master.start()
     remove_all(engines)
 
@@ -44,6 +37,22 @@ def ha(sandbox, master, engines, tmp_path_factory):
 class Cluster:
     def __init__(self, procs, inventory):
         self.procs, self.inventory = procs, inventory
+
+    @classmethod
+    def started(cls, path, logs):
+        """MASTERS on the inventory at `path`, started, one of them leading."""
+        procs = {n: MasterProcess(path, str(logs / f"{n}.log"), name=n, api=f"{a}:{p}")
+                 for n, (a, p) in MASTERS.items()}
+        for p in procs.values():
+            p.start(role=None)
+        masters = cls(procs, load(path))
+        masters.leader()
+        return masters
+
+    def kill(self):
+        for p in self.procs.values():
+            if p.alive():
+                p.stop(signal.SIGKILL)
 
     def leader(self, timeout=40, other_than=None):
         """The name of the one master that says it leads (waits for one)."""

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import API, NODE_BASE, SANDBOX, Engines, MasterProcess, remove_all, wait_for
+from conftest import API, NODE_BASE, SANDBOX, Engines, remove_all, wait_for
 from master.inventory import load
 from sandbox import cluster
 from test_failover import MASTERS, TTL, Cluster
@@ -34,18 +34,11 @@ def ha4(sandbox, master, tmp_path_factory):
             os.remove(stale)
     path = cluster.ha_inventory(sandbox, MASTERS, TTL, name=NAME, settings={"bootstrap": f"'{SLOW_BOOTSTRAP}'"})
     cluster.up(SANDBOX, nodes=4, base=NODE_BASE, api=API, log=lambda *a: None)
-    logs = tmp_path_factory.mktemp("members-ha")
-    procs = {n: MasterProcess(path, str(logs / f"{n}.log"), name=n, api=f"{a}:{p}") for n, (a, p) in MASTERS.items()}
-    for p in procs.values():
-        p.start(role=None)
-    masters = Cluster(procs, load(path))
-    masters.leader()
+    masters = Cluster.started(path, tmp_path_factory.mktemp("members-ha"))
     try:
         yield masters, path, Engines(cluster.engines(SANDBOX))
     finally:
-        for p in procs.values():
-            if p.alive():
-                p.stop(signal.SIGKILL)
+        masters.kill()
         cluster.up(SANDBOX, nodes=3, base=NODE_BASE, api=API, log=lambda *a: None)
         master.start()
         remove_all(Engines(cluster.engines(SANDBOX)))
