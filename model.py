@@ -264,11 +264,14 @@ class ApiSettings:
 
 # The default install of the engine on a node that has none: the distribution's
 # package manager, through sudo (no password prompt) unless the user is root.
-BOOTSTRAP = ('if [ "$(id -u)" -eq 0 ]; then S=; else S="sudo -n"; fi; '
-             'if command -v apt-get >/dev/null; then $S apt-get install -y docker.io; '
+BOOTSTRAP = ('set -e; if [ "$(id -u)" -eq 0 ]; then S=; else S="sudo -n"; fi; '
+             'if command -v apt-get >/dev/null; then $S apt-get update -q; '
+             '$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io; '
              'elif command -v dnf >/dev/null; then $S dnf install -y docker; '
              'elif command -v yum >/dev/null; then $S yum install -y docker; '
-             'else echo "no apt-get, dnf or yum on this node" >&2; exit 1; fi')
+             'else echo "no apt-get, dnf or yum on this node" >&2; exit 1; fi; '
+             'if command -v systemctl >/dev/null; then $S systemctl enable --now docker; fi; '
+             'if [ -n "$S" ]; then $S usermod -aG docker "$(id -un)"; fi')
 
 
 @dataclass(frozen=True)

@@ -41,15 +41,16 @@ class Master:
         self.tokens = auth.load_or_create(s.api.tokens)
         self.vault = Vault.open_or_create(s.secrets_key)
         self.store = Store(state_file(s.state_file, self.name, len(inventory.masters)))
+        self.metrics = Metrics(lambda: self.views.state())
         self.fleet = Fleet(inventory.nodes, s.known_hosts, s.connect_timeout,
                            s.command_timeout, int(s.per_node_parallelism), source=me.get("source"),
-                           send_delay=float(s.fenced_send_delay))
+                           send_delay=float(s.fenced_send_delay),
+                           on_command=lambda node, seconds: self.metrics.ssh.labels(node).observe(seconds))
         self.observation = Observation([n.name for n in inventory.nodes], s, clock=clock)
         self.events = EventLog(self.store, wall)
         wake = threading.Event()            # the loop's: set to start a round soon
         self.election = Election(self.name, me["index"], self.fleet, self.store, s, self.events.record, clock,
                                  on_lead=wake.set, on_adopted=lambda doc: self.membership.adopted(doc))
-        self.metrics = Metrics(lambda: self.views.state())
         self.loop = Loop(self.store, self.fleet, self.observation, self.election, self.events, s,
                          clock=clock, wall=wall, vault=self.vault, woken=wake,
                          on_round=self.metrics.reconcile.observe)
@@ -60,8 +61,6 @@ class Master:
                            ThisMaster(self.name, self.api, started_wall), self.peers, self.leader,
                            members=self.membership.nodes)
         self.logs = Logs(self.fleet, self.observation, clock)
-        for conn in self.fleet.connections.values():
-            conn.on_command = lambda node, seconds: self.metrics.ssh.labels(node).observe(seconds)
         desired = Desired(self.store, self.vault, self.membership.names, self.election.change,
                           self.events.record, self.loop.wake, self.now_iso)
         self.app = make_app(
@@ -97,8 +96,12 @@ class Master:
         return self.views.settled(service)
 
     def wait_empty(self, node, timeout):
-        """Block until no Bicycle container is left on `node`; False on timeout."""
-        return self._wait_until(lambda: not any(c.node == node for c in self.observation.containers()), timeout)
+        """Block until a listing of `node` sent after this call shows no
+        Bicycle container, with no placement on it under way; False on
+        timeout. A node that cannot be listed never counts as empty."""
+        since = self.loop.clock()
+        return self._wait_until(lambda: self.observation.empty(node, since) and not self.loop.placing_on(node),
+                                timeout)
 
     def _wait_until(self, done, timeout):
         """Check `done()` on every change of the observation or the loop (and
@@ -137,7 +140,7 @@ class Master:
     def start(self):
         stored = self.store.members()
         if stored is not None:              # changed through the API before this master last stopped
-            self.membership.apply(stored, write_file=False)
+            self.membership.apply(stored, self.store.stamp(), write_file=False)
         self.membership.start()
         self.election.start()
         threading.Thread(target=self.watch_peers, name="peers", daemon=True).start()

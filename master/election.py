@@ -50,7 +50,8 @@ class Election(threading.Thread):
         self.ttl = float(settings.lease_ttl)
         self.events = events                  # callable(kind, message, **fields)
         self.on_lead = on_lead                # called when this master starts leading
-        self.on_adopted = on_adopted          # called with each replica adopted (its membership may differ)
+        self.on_adopted = on_adopted          # called with each replica adopted (its membership may differ),
+                                              # and with the store's member list when taking office
         self.clock, self.rand = clock, rand
         self.nodes = list(fleet.connections)
         self.rounds = Rounds(2 * len(self.nodes) + 2, "lease")
@@ -192,6 +193,13 @@ class Election(threading.Thread):
                 self._step_down(f"fenced by node {node}")
         if current:
             self.events("fenced", f"node {node} refused an action of epoch {epoch}: {stderr.strip()}", node=node)
+
+    def give_up(self, epoch, reason):
+        """End `epoch` if this master still leads it: a change it wrote could
+        not be committed, and whoever leads next decides whether it stands."""
+        with self.lock:
+            if self.role == LEADER and self.epoch == epoch:
+                self._step_down(reason)
 
     # -- the thread ------------------------------------------------------------
     def stop(self):
@@ -367,9 +375,7 @@ class Election(threading.Thread):
         """Adopt the newest readable replica of the claim majority (each read in
         the same locked step as its claim), then lead `epoch`."""
         with self.term_lock:
-            asked = list(self.nodes)
-            self._adopt({n: a.replica for n, a in granted.items()})
-            granted = self._grants_of_members(epoch, granted, asked)
+            granted = self._grants_of_members(epoch, granted, set(self.nodes))
             self.store.set_epoch(epoch)
             with self.lock:
                 self.role, self.epoch, self.last_good = LEADER, epoch, started
@@ -382,21 +388,42 @@ class Election(threading.Thread):
         threading.Thread(target=self._first_commit, args=(epoch,), name="first-commit", daemon=True).start()
 
     def _grants_of_members(self, epoch, granted, asked):
-        """The grants that count once the adopted state's membership is in
-        force: a node that joined in it (not `asked` in the campaign) is
-        claimed now; without a majority of the members this master does not
-        take office (docs/failover.md, Membership changes)."""
+        """The grants that count under the member list this master takes office
+        with. It adopts the newest replica its grants hold and puts that
+        state's member list in force (the store's own when nothing newer was
+        granted); members it has not `asked` yet are claimed, and their
+        replicas may be newer still: again, until the list stays the same.
+        Then the grants must be a majority of that list, whose successor
+        (if one was committed) reached a majority of it: a list any number of
+        changes behind catches up here (docs/failover.md, Membership changes)."""
+        granted = dict(granted)
+        while True:
+            self._adopt({n: a.replica for n, a in granted.items()})
+            self._members_in_force()
+            new = [n for n in self.nodes if n not in asked]
+            if not new:
+                break
+            asked.update(new)
+            for node in new:
+                try:
+                    answer = parse.claim(self._call(node, cmd.claim(epoch, self.me)).stdout)
+                except (RemoteError, parse.ParseError):
+                    continue
+                if answer.granted:
+                    granted[node] = answer
         granted = {n: a for n, a in granted.items() if n in self.nodes}
-        for node in [n for n in self.nodes if n not in asked]:
-            try:
-                answer = parse.claim(self._call(node, cmd.claim(epoch, self.me)).stdout)
-            except (RemoteError, parse.ParseError):
-                continue
-            if answer.granted:
-                granted[node] = answer
         if not rules.won(len(granted), len(self.nodes)):
             raise NotLeader(f"{len(granted)} of the {len(self.nodes)} members granted epoch {epoch}")
         return granted
+
+    def _members_in_force(self):
+        """The store's member list (changed through the API) in force here: a
+        list this master wrote as leader but could not commit is the one it
+        must count with when it leads again."""
+        members = self.store.members()
+        if members is not None:
+            epoch, version = self.store.stamp()
+            self.on_adopted({"epoch": epoch, "version": version, "members": members})
 
     def _first_commit(self, epoch):
         """Write the adopted state under the new epoch to a majority."""

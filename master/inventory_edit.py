@@ -35,13 +35,21 @@ def add_node(path, entry):
 
 
 def set_labels(path, name, labels):
-    """Replace the labels of node `name` by `labels` (a dict of strings)."""
+    """Replace the labels of node `name` by `labels` (a dict of strings):
+    only the lines of its labels: change (or one is added after the entry)."""
     def edit(text, nodes, lines):
         i = _index(path, nodes, name)
-        entry = {k: nodes[i][k] for k in FIELDS if k in nodes[i]}
-        entry["labels"] = dict(labels)
-        return _splice(lines, _entry_start(nodes, i), _entry_end(nodes, i, lines),
-                       _render(entry, _columns(nodes, lines)))
+        node, start, end = nodes[i], _entry_start(nodes, i), _entry_end(nodes, i, lines)
+        if "labels" not in node:
+            return _splice(lines, end, end, [" " * nodes.lc.item(i)[1] + _labels_line(labels)])
+        line, column = node.lc.key("labels")
+        if line == start:                 # `- labels: ...` opens the entry: the entry is written anew
+            entry = dict({k: node[k] for k in FIELDS if k in node}, labels=dict(labels))
+            return _splice(lines, start, end, _render(entry, _columns(nodes, lines, i)))
+        keys = list(node)
+        after = keys[keys.index("labels") + 1:]
+        stop = _content_end(lines, line, node.lc.key(after[0])[0] if after else end)
+        return _splice(lines, line, stop, [" " * column + _labels_line(labels)])
     return _edit(path, edit, expect=lambda inv: dict(_node(inv, name).labels) == dict(labels))
 
 
@@ -58,13 +66,15 @@ def remove_node(path, name):
 # -- the edit, checked and written ---------------------------------------------------
 
 def _edit(path, edit, expect):
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         text = f.read()
     data = read_yaml(text, path)
     nodes = data.get("nodes") if isinstance(data, dict) else None
     if not nodes or not isinstance(nodes, list) or nodes.fa.flow_style():
         raise InventoryError(f"{path}: nodes: must be a block list ('- name: ...' lines) to be edited in place")
     new = edit(text, nodes, text.splitlines(keepends=True))
+    if "\r\n" in text:                    # a file kept with Windows line ends keeps them
+        new = re.sub(r"(?<!\r)\n", "\r\n", new)
     inventory = parse(new, path)          # raises InventoryError: the file is not touched
     if not expect(inventory):
         raise InventoryError(f"{path}: the edit did not read back as intended; the file is unchanged")
@@ -103,14 +113,19 @@ def _entry_end(nodes, i, lines):
     else:
         end = next((k for k in range(_entry_start(nodes, i) + 1, len(lines))
                     if lines[k].strip() and not lines[k].startswith((" ", "\t", "#", "-"))), len(lines))
-    while end > _entry_start(nodes, i) + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+    return _content_end(lines, _entry_start(nodes, i), end)
+
+
+def _content_end(lines, start, end):
+    """`end` less the blank and comment lines just before it (never up to `start`)."""
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
         end -= 1
     return end
 
 
-def _columns(nodes, lines):
-    """(column of the dash, column of the keys) of the file's first entry."""
-    line, keys = nodes.lc.item(0)
+def _columns(nodes, lines, i=0):
+    """(column of the dash, column of the keys) of entry i (the first: how the file lays entries out)."""
+    line, keys = nodes.lc.item(i)
     dash = lines[line].rfind("-", 0, keys)
     if dash < 0:
         raise InventoryError("nodes: an entry whose '-' stands on a line of its own cannot be edited in place")
@@ -130,12 +145,13 @@ def _render(entry, columns):
     for k in FIELDS:
         if k not in entry or entry[k] is None:
             continue
-        value = entry[k]
-        text = "{" + ", ".join(f"{_scalar(a)}: {_scalar(b)}" for a, b in value.items()) + "}" \
-            if k == "labels" else _scalar(value)
         lead = " " * dash + "-" + " " * (keys - dash - 1) if not out else " " * keys
-        out.append(f"{lead}{k}: {text}\n")
+        out.append(lead + (_labels_line(entry[k]) if k == "labels" else f"{k}: {_scalar(entry[k])}\n"))
     return out
+
+
+def _labels_line(labels):
+    return "labels: {" + ", ".join(f"{_scalar(a)}: {_scalar(b)}" for a, b in labels.items()) + "}\n"
 
 
 def _scalar(value):

@@ -254,6 +254,11 @@ class Loop(threading.Thread):
                            service=container.service, node=container.node, command=argv)
 
     # -- what the views read ---------------------------------------------------
+    def placing_on(self, node):
+        """Whether a placement on `node` is under way."""
+        with self.lock:
+            return node in self.pending.values()
+
     def bookkeeping(self):
         with self.lock:
             return Bookkeeping(frozenset(key[0] for key in self.pending), self.backoffs.by_service(self.clock()),

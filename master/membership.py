@@ -31,11 +31,12 @@ class Membership:
         self.inventory, self.fleet, self.obs, self.election = inventory, fleet, observation, election
         self.me = me
         self.events, self.prober = events, prober
-        self.lock = threading.Lock()           # the list in force
+        self.lock = threading.Lock()           # the list in force, and the file that follows it
         self.changing = threading.Lock()       # one change at a time, from proposal to effect
         self.infos = {n.name: n for n in inventory.nodes}
         self.records = [self.record(n) for n in inventory.nodes]
         self.stops = {}                        # node -> the Event that stops its prober
+        self.stamp = (0, 0)                    # of the state whose list is in force
         self.running = False                   # probers run from start() on
 
     # -- reads -------------------------------------------------------------------
@@ -81,17 +82,22 @@ class Membership:
                     self._start_prober(name)
 
     def adopted(self, doc):
-        """A replica was adopted: its member list (when it has one) is in force."""
+        """A replica was adopted (or a leader takes office with its store's
+        list): its member list, when it has one, is in force."""
         if doc.get("members") is not None:
-            self.apply(doc["members"])
+            self.apply(doc["members"], (doc["epoch"], doc["version"]))
 
-    def apply(self, records, write_file=True):
-        """Put the member list `records` in force here, and into this master's
-        inventory file unless `write_file` is False (a master starting from its
-        own stored list: that list may be older than the one in force, which
-        it follows within a poll; writing it would undo a newer entry)."""
+    def apply(self, records, stamp, write_file=True):
+        """Put the member list `records`, from the state at `stamp`, in force
+        here, and into this master's inventory file unless `write_file` is
+        False (a master starting from its own stored list: that list may be
+        older than the one in force, which it follows within a poll; writing
+        it would undo a newer entry). A list older than the one in force is
+        ignored: a commit and an adoption may reach here in either order."""
         wanted = {r["name"]: (self.info(r), r) for r in records}
         with self.lock:
+            if tuple(stamp) < self.stamp:
+                return
             added = [n for n in wanted if n not in self.infos]
             removed = [n for n in self.infos if n not in wanted]
             for name in added:
@@ -100,12 +106,13 @@ class Membership:
                 self._leave(name)
             self.infos = {n: info for n, (info, _) in wanted.items()}
             self.records = [dict(r) for r in records]
-        self.election.set_nodes(list(wanted))
+            self.stamp = tuple(stamp)
+            self.election.set_nodes(list(wanted))
+            if write_file:
+                self._write_inventory(records)
         if added or removed:
             self.events("members", f"members now {', '.join(wanted)}"
                                    + "".join(f"; {n} joined" for n in added) + "".join(f"; {n} left" for n in removed))
-        if write_file:
-            self._write_inventory(records)
 
     def _join(self, info, record):
         if record.get("host_key"):

@@ -109,6 +109,8 @@ class NodeChanges:
             facts = parse.doctor(conn.run(commands.doctor(in_use), timeout=30).stdout)
             if not facts.get("docker_path"):
                 self._bootstrap(conn, info)
+                conn.close()                 # a new session: a docker group joined takes effect there
+                conn = NodeConnection(info, self.settings.known_hosts, self.settings.connect_timeout)
                 sent = self.wall()
                 facts = parse.doctor(conn.run(commands.doctor(in_use), timeout=30).stdout)
             checks = [c for c in doctor.examine(facts, [], sent, self.wall()) if c.check in NEEDED]
@@ -164,13 +166,23 @@ class NodeChanges:
         `drained` (True/False) sets the node's availability in the same
         change: a node added starts active (one removed after its drain and
         added again takes work), a node removed is drained (even when forced)
-        so that no round places on it before it is forgotten."""
+        so that no round places on it before it is forgotten.
+
+        A commit that fails leaves the list written here but not known to be
+        on a majority: this master stops leading that term, and the next
+        leader (this one again, or another) counts with the list it finds."""
         def change():
             self.store.set_members(records)
             if drained is not None:
                 self.store.set_drained(node, drained)
-        self.election.change(change)
-        self.members.apply(records)
+            return self.store.stamp()
+        epoch = self.election.current_epoch()
+        try:
+            stamp = self.election.change(change, epoch)
+        except NotLeader as e:
+            self.election.give_up(epoch, f"the change of members could not be committed: {e}")
+            raise
+        self.members.apply(records, stamp)
         self.events("members", message, node=node)
         try:
             self.election.replicate()

@@ -84,6 +84,7 @@ class NodeState:
         self.name = name
         self.ssh_answered = None       # monotonic time of the node's last answer over SSH (listing or ping)
         self.engine_answered = None    # monotonic time of the engine's last listing
+        self.listing_sent = None       # monotonic sending time of the newest listing that came back
         self.last_seen = None          # wall-clock string of the same, for /state
         self.out = {}                  # LIST / PING -> when the request still out was sent
         self.unanswered_since = None   # sending of the first failed request since ssh_answered
@@ -176,6 +177,14 @@ class Observation:
         statuses = {n: health.node_status(p, now, self.limits) for n, p in probes.items()}
         return Snapshot(statuses, containers, last_seen, errors)
 
+    def empty(self, node, since):
+        """Whether a listing of `node` sent at or after `since` came back and
+        the node holds no container now; False for a node not listed since
+        (down, or not probed yet) and for one that is not a member."""
+        with self.lock:
+            s = self.nodes.get(node)
+            return s is not None and s.listing_sent is not None and s.listing_sent >= since and not s.containers
+
     def error(self, node):
         with self.lock:
             return self._state(node).error
@@ -234,6 +243,7 @@ class Observation:
             s.containers = current
             s.heard(answered)
             s.engine_answered = answered if s.engine_answered is None else max(s.engine_answered, answered)
+            s.listing_sent = started if s.listing_sent is None else max(s.listing_sent, started)
             s.engine_unanswered_since = None
             s.last_seen, s.last_failed, s.engine_error, s.untrusted, s.error = wall_now, False, False, False, ""
             if was_failed or _digest(before) != _digest(current):

@@ -10,7 +10,7 @@ images the services use from a member).
 """
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import docker
 
@@ -73,7 +73,12 @@ def copy(image, source, target, progress=lambda node, sent, seconds: None):
         streams.append(source.stream(commands.save(image), combine_stderr=False))
         return streams[0].chunks(idle_timeout=60)
     try:
-        return _send(target, image, wanted, archive, progress)
+        pushed = _send(target, image, wanted, archive, progress)
+        saved = streams[0].exit_status_if_ended() if streams and pushed.error else None
+        if saved:                          # the load failed because the save did: say so
+            pushed = replace(pushed, error=f"docker save on {source.node.name} failed "
+                                                       f"(exit {saved}); {pushed.error}"[:300])
+        return pushed
     finally:
         for s in streams:
             s.close()

@@ -268,6 +268,10 @@ class LineStream:
         """The command's exit code, once its output has ended."""
         return self.chan.recv_exit_status()
 
+    def exit_status_if_ended(self):
+        """The command's exit code if it ended, else None (no waiting)."""
+        return self.chan.recv_exit_status() if self.chan.exit_status_ready() else None
+
     def close(self):
         self.chan.close()
 
@@ -301,9 +305,11 @@ class Fleet:
     """Connections to every node of an inventory and the fan-out over them."""
 
     def __init__(self, nodes, known_hosts, connect_timeout=5.0, command_timeout=120.0, per_node=4, source=None,
-                 send_delay=0.0):
+                 send_delay=0.0, on_command=None):
+        """on_command(node, seconds): after each command on any connection,
+        those of nodes that join later too (metrics)."""
         self.known_hosts, self.connect_timeout, self.command_timeout = known_hosts, connect_timeout, command_timeout
-        self.source, self.per_node = source, per_node
+        self.source, self.per_node, self.on_command = source, per_node, on_command
         self.connections = {n.name: self._connection(n) for n in nodes}
         self.send_delay = send_delay    # tests only: a checked command waits this long before it goes
         self.slots = {n.name: threading.BoundedSemaphore(per_node) for n in nodes}
@@ -348,7 +354,9 @@ class Fleet:
                                          "remote")
 
     def _connection(self, node):
-        return NodeConnection(node, self.known_hosts, self.connect_timeout, self.command_timeout, self.source)
+        conn = NodeConnection(node, self.known_hosts, self.connect_timeout, self.command_timeout, self.source)
+        conn.on_command = self.on_command
+        return conn
 
     def remove(self, name):
         """A node that left: its connection is closed."""

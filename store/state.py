@@ -200,10 +200,15 @@ class Store:
             return [{k: v for k, v in d.items() if k != "order"} for d in docs] or None
 
     def set_members(self, members):
-        """Replace the member list (a replicated change)."""
+        """Replace the member list (a replicated change). It takes several
+        writes: as in `adopt`, the stamp is (0, 0) until the last, so a crash
+        in between leaves a store that any replica outranks, never a half
+        written list under a stamp that names another."""
         with self.lock:
+            epoch, version = self.stamp()
+            self._meta.upsert(Document({"epoch": 0, "version": 0}, doc_id=1))
             self._write_members(members)
-            self._bump()
+            self._meta.upsert(Document({"epoch": epoch, "version": version + 1}, doc_id=1))
 
     def _write_members(self, members):
         self._members.truncate()

@@ -157,6 +157,69 @@ def test_a_write_whose_epoch_ends_before_its_copy_is_not_acknowledged(fleet, clo
     settle()
 
 
+# -- membership: a master takes office with the newest member list ---------------------
+
+def member_records(*names):
+    return [{"name": n, "host": "127.0.0.1", "port": 22, "user": "root", "key": "", "labels": {}, "host_key": ""}
+            for n in names]
+
+
+def members_of(fleet, clock, name, index, names):
+    """A master whose election starts on `names` and, as Membership does,
+    puts the member list of every state it adopts in force."""
+    e, events = master(fleet, clock, name, index)
+    e.set_nodes(list(names))
+    e.on_adopted = lambda doc: e.set_nodes([r["name"] for r in doc["members"]]) if doc.get("members") else None
+    return e
+
+
+def change_members(e, *names):
+    e.change(lambda: e.store.set_members(member_records(*names)))
+    e.set_nodes(list(names))
+
+
+def test_a_master_two_member_changes_behind_catches_up_before_it_leads(tmp_path, clock):
+    """m2 knows only the inventory's three nodes; two nodes joined since, and
+    the last write reached n3, n4 and n5 only. With n3 silent, m2's grants
+    (n1, n2) hold the older lists: it must read the replicas of the members
+    it learns of, not only claim them, or it leads without that write. (A
+    standby that follows the replicas while it watches is usually caught up
+    already; this one's reads failed.)"""
+    fleet = ScriptFleet(tmp_path, names=("n1", "n2", "n3", "n4", "n5"))
+    node = fleet.connections
+    m1 = members_of(fleet, clock, "m1", 1, ["n1", "n2", "n3"])
+    lead(m1)
+    change_members(m1, "n1", "n2", "n3", "n4")             # on n1, n2, n3
+    node["n1"].cut_off = True
+    change_members(m1, "n1", "n2", "n3", "n4", "n5")       # on n2, n3, n4: 3 of 4
+    node["n2"].cut_off = True
+    create(m1, "x")                                         # on n3, n4, n5: 3 of 5
+    settle(m1)
+    node["n1"].cut_off = node["n2"].cut_off = False         # m1 is gone; n3 does not answer m2
+    node["n3"].cut_off = True
+    m2 = members_of(fleet, clock, "m2", 2, ["n1", "n2", "n3"])
+    m2._follow = lambda stamps: None                        # its reads of the replicas failed while it watched
+    m2._poll_round(clock())
+    clock.advance(TTL)
+    lead(m2)
+    assert m2.nodes == ["n1", "n2", "n3", "n4", "n5"]
+    assert [s.name for s in m2.store.services()] == ["x"]
+
+
+def test_a_member_list_written_but_not_committed_counts_when_its_master_leads_again(tmp_path, clock):
+    """A leader whose change of members could not be committed gives its term
+    up; when it leads again its store's list is the one in force."""
+    fleet = ScriptFleet(tmp_path, names=("n1", "n2", "n3", "n4"))
+    m1 = members_of(fleet, clock, "m1", 1, ["n1", "n2", "n3"])
+    epoch = lead(m1)
+    m1.local_change(lambda: m1.store.set_members(member_records("n1", "n2", "n3", "n4")))
+    m1.give_up(epoch, "test: the change of members could not be committed")
+    assert m1.role != LEADER
+    lead(m1)
+    assert m1.nodes == ["n1", "n2", "n3", "n4"]
+    assert m1.claimed == {n: m1.epoch for n in ("n1", "n2", "n3", "n4")}
+
+
 # -- fault 3: leftovers of a previous term never depose the new one ---------------------
 
 def rewin(e):

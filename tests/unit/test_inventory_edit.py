@@ -78,15 +78,37 @@ def test_adding_to_a_hand_kept_file_keeps_its_layout_and_comments(hand):
     assert os.stat(hand).st_mode & 0o777 == 0o644
 
 
-def test_relabelling_and_removing_touch_only_that_entry(hand):
+def test_relabelling_touches_only_the_labels_and_removing_only_that_entry(hand):
     set_labels(hand, "web1", {"zone": "c", "disk": "ssd"})
     after = open(hand).read()
-    assert changes(HAND, after) == [("replace", HAND.splitlines(keepends=True)[3:7], [
-        "- name: web1\n", "  host: 10.0.0.1\n", "  user: deploy\n", "  key: keys/id\n",
-        "  labels: {zone: c, disk: ssd}\n"])]
+    assert changes(HAND, after) == [("insert", [], ["  labels: {zone: c, disk: ssd}\n"])]
+    set_labels(hand, "web2", {"zone": "b"})
+    assert changes(after, open(hand).read()) == [
+        ("replace", after.splitlines(keepends=True)[11:13], ["  labels: {zone: b}\n"])]
+    after = open(hand).read()
     remove_node(hand, "web2")
-    assert changes(after, open(hand).read()) == [("delete", after.splitlines(keepends=True)[9:13], [])]
+    assert changes(after, open(hand).read()) == [("delete", after.splitlines(keepends=True)[9:12], [])]
     assert [n.name for n in inventory.load(hand).nodes] == ["web1"]
+
+
+def test_labels_between_other_keys_and_labels_that_open_the_entry(tmp_path):
+    path = tmp_path / "inventory.yml"
+    path.write_text("nodes:\n  - name: a\n    labels:   # where it runs\n      zone: a\n\n    # the lab box\n"
+                    "    host: h   # by name\n  - labels: {zone: x}\n    name: b\n    host: h2\n")
+    set_labels(str(path), "a", {"zone": "b"})
+    set_labels(str(path), "b", {})
+    assert path.read_text() == ("nodes:\n  - name: a\n    labels: {zone: b}\n\n    # the lab box\n"
+                                "    host: h   # by name\n  - name: b\n    host: h2\n    labels: {}\n")
+
+
+def test_a_file_with_windows_line_ends_keeps_them(tmp_path):
+    path = tmp_path / "inventory.yml"
+    path.write_bytes(HAND.replace("\n", "\r\n").encode())
+    add_node(str(path), NEW)
+    set_labels(str(path), "web1", {"zone": "c"})
+    data = path.read_bytes()
+    assert b"\r\n" in data and data.count(b"\n") == data.count(b"\r\n")
+    assert [n.name for n in inventory.load(str(path)).nodes] == ["web1", "web2", "web4"]
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -452,3 +452,20 @@ def test_a_failed_probe_is_suspect_until_the_next_answer():
     obs.probe_ok("a", 1.5, [], "w")
     assert obs.generation == before + 2
     assert obs.statuses(2.0) == {"a": READY} and obs.nodes["a"].error == ""
+
+
+def test_a_node_counts_as_empty_only_after_a_listing_sent_since_shows_nothing():
+    obs, clock = fresh()
+    assert not obs.empty("a", 5.0)                # never listed: not known to be empty
+    clock.t = 6.0
+    obs.probe_ok("a", 4.0, [], "w")               # sent before the drain: proves nothing
+    assert not obs.empty("a", 5.0)
+    clock.t = 8.0
+    obs.probe_ok("a", 7.0, [box("late")], "w")
+    assert not obs.empty("a", 5.0)
+    obs.remove(box("late"))
+    assert obs.empty("a", 5.0)
+    clock.t = 9.0
+    obs.probe_ok("a", 6.5, [box("late")], "w")    # an older listing coming back late
+    assert obs.empty("a", 5.0)
+    assert not obs.empty("gone", 0.0)             # not a member

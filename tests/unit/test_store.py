@@ -281,6 +281,45 @@ def test_an_adoption_cut_short_leaves_a_store_that_every_replica_outranks(tmp_pa
     assert Store(path).stamp() in ((0, 0), (202, 1))       # never (101, 3) over other services
 
 
+MEMBERS = [{"name": n, "host": "127.0.0.1", "port": 22, "user": "root", "key": "", "labels": {}, "host_key": ""}
+           for n in ("node1", "node2", "node3")]
+
+
+@pytest.mark.parametrize("survives", [1, 2, 3])
+def test_a_change_of_members_cut_short_leaves_a_store_that_every_replica_outranks(tmp_path, monkeypatch,
+                                                                                   survives):
+    """The member list takes several writes: a crash between them must not
+    leave a list that half changed under the stamp of the list before."""
+    path = str(tmp_path / "state.json")
+    store = Store(path)
+    store.set_members(MEMBERS)
+    store.set_epoch(101)
+    assert store.stamp() == (101, 1)
+    writes = []
+    real_fsync = os.fsync
+
+    def fsync_then_die(fd):
+        real_fsync(fd)
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            writes.append(fd)
+            if len(writes) == survives:
+                raise KeyboardInterrupt("killed")
+    monkeypatch.setattr(os, "fsync", fsync_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        store.set_members(MEMBERS[:2])
+    monkeypatch.undo()
+    after = Store(path)
+    assert (after.stamp(), after.members()) in (((0, 0), None), ((0, 0), MEMBERS[:2]), ((0, 0), MEMBERS))
+
+
+def test_a_change_of_members_moves_the_version_on_once(store):
+    store.set_members(MEMBERS)
+    store.set_members(MEMBERS[:2])
+    assert store.stamp() == (0, 2)
+    assert store.members() == MEMBERS[:2]
+    assert store.snapshot()["members"] == MEMBERS[:2]
+
+
 def failing_fsync(monkeypatch):
     def boom(*_):
         raise OSError("disk full")
