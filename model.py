@@ -270,7 +270,8 @@ BOOTSTRAP = ('set -e; if [ "$(id -u)" -eq 0 ]; then S=; else S="sudo -n"; fi; '
              'elif command -v dnf >/dev/null; then $S dnf install -y docker; '
              'elif command -v yum >/dev/null; then $S yum install -y docker; '
              'else echo "no apt-get, dnf or yum on this node" >&2; exit 1; fi; '
-             'if command -v systemctl >/dev/null; then $S systemctl enable --now docker; fi; '
+             'if command -v systemctl >/dev/null; then $S systemctl enable --now docker '
+             '|| echo "systemctl could not start docker (no systemd here?)" >&2; fi; '
              'if [ -n "$S" ]; then $S usermod -aG docker "$(id -un)"; fi')
 
 

@@ -96,12 +96,13 @@ class Master:
         return self.views.settled(service)
 
     def wait_empty(self, node, timeout):
-        """Block until a listing of `node` sent after this call shows no
-        Bicycle container, with no placement on it under way; False on
-        timeout. A node that cannot be listed never counts as empty."""
+        """Block until a listing of `node` sent after this call, and after the
+        last action there ended, shows no Bicycle container, with no placement
+        on it under way (a docker run that failed late may have left one);
+        False on timeout. A node that cannot be listed never counts as empty."""
         since = self.loop.clock()
-        return self._wait_until(lambda: self.observation.empty(node, since) and not self.loop.placing_on(node),
-                                timeout)
+        return self._wait_until(lambda: not self.loop.placing_on(node) and self.observation.empty(
+            node, max(since, self.loop.last_action_end(node))), timeout)
 
     def _wait_until(self, done, timeout):
         """Check `done()` on every change of the observation or the loop (and

@@ -155,6 +155,14 @@ class Election(threading.Thread):
         """Bring a majority up to the store as it is now."""
         return self.change(lambda: None, epoch)
 
+    def change_members(self, fn, epoch):
+        """A write of a new member list: only once the state as it is (at
+        least the term's first commit) is on a majority under `epoch`, so
+        that two masters never count with two different lists nobody
+        committed (docs/failover.md, Membership changes, rule 2)."""
+        self.replicate(epoch)
+        return self.change(fn, epoch)
+
     def set_nodes(self, names):
         """The membership changed (master/membership.py): lease rounds,
         majorities and replication count `names` from now on."""
@@ -404,13 +412,9 @@ class Election(threading.Thread):
             if not new:
                 break
             asked.update(new)
-            for node in new:
-                try:
-                    answer = parse.claim(self._call(node, cmd.claim(epoch, self.me)).stdout)
-                except (RemoteError, parse.ParseError):
-                    continue
-                if answer.granted:
-                    granted[node] = answer
+            answers = self.rounds.run("claim", lambda n: parse.claim(self._call(n, cmd.claim(epoch, self.me)).stdout),
+                                      new, self.ttl / 4)
+            granted.update({n: a for n, a in answers.items() if isinstance(a, ClaimAnswer) and a.granted})
         granted = {n: a for n, a in granted.items() if n in self.nodes}
         if not rules.won(len(granted), len(self.nodes)):
             raise NotLeader(f"{len(granted)} of the {len(self.nodes)} members granted epoch {epoch}")

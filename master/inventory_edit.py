@@ -21,6 +21,9 @@ from master.inventory import InventoryError, parse, read_yaml
 
 FIELDS = ("name", "host", "port", "user", "key", "labels")
 PLAIN = re.compile(r"[A-Za-z0-9_./~@+-]+")     # and read back as the same string
+# A `labels:` line whose value starts below it, or a one-line flow map without
+# quotes: the comment after it (group 1, with its spaces) stays when labels change.
+LABELS_COMMENT = re.compile(r"\s*labels:(?:\s*\{[^#'\"{}]*\})?(\s+#.*)?")
 YAML11_WORDS = re.compile(r"(?i)y|n|yes|no|on|off|true|false")   # booleans to older readers: quoted
 
 
@@ -49,7 +52,11 @@ def set_labels(path, name, labels):
         keys = list(node)
         after = keys[keys.index("labels") + 1:]
         stop = _content_end(lines, line, node.lc.key(after[0])[0] if after else end)
-        return _splice(lines, line, stop, [" " * column + _labels_line(labels)])
+        comment = LABELS_COMMENT.match(lines[line].rstrip("\r\n"))
+        rendered = _labels_line(labels)
+        if comment and comment.group(1):
+            rendered = rendered[:-1] + comment.group(1) + "\n"
+        return _splice(lines, line, stop, [" " * column + rendered])
     return _edit(path, edit, expect=lambda inv: dict(_node(inv, name).labels) == dict(labels))
 
 
@@ -73,8 +80,6 @@ def _edit(path, edit, expect):
     if not nodes or not isinstance(nodes, list) or nodes.fa.flow_style():
         raise InventoryError(f"{path}: nodes: must be a block list ('- name: ...' lines) to be edited in place")
     new = edit(text, nodes, text.splitlines(keepends=True))
-    if "\r\n" in text:                    # a file kept with Windows line ends keeps them
-        new = re.sub(r"(?<!\r)\n", "\r\n", new)
     inventory = parse(new, path)          # raises InventoryError: the file is not touched
     if not expect(inventory):
         raise InventoryError(f"{path}: the edit did not read back as intended; the file is unchanged")
@@ -133,10 +138,13 @@ def _columns(nodes, lines, i=0):
 
 
 def _splice(lines, start, end, new_lines):
+    """lines[start:end] replaced by new_lines, which end as the line before
+    them does (a file kept with Windows line ends keeps them)."""
     before = lines[:start]
+    eol = "\r\n" if (before or lines or [""])[-1 if before else 0].endswith("\r\n") else "\n"
     if before and not before[-1].endswith("\n"):
-        before[-1] += "\n"
-    return "".join(before + new_lines + lines[end:])
+        before[-1] += eol
+    return "".join(before + [line[:-1] + eol for line in new_lines] + lines[end:])
 
 
 def _render(entry, columns):

@@ -43,6 +43,7 @@ class Loop(threading.Thread):
         self.woken = threading.Event() if woken is None else woken     # set to start a round soon
         self.lock = self.obs.condition()           # the loop's own; probers never take it
         self.pending = {}                          # (service, slot) -> target node
+        self.action_ended = {}                     # node -> when the last action there ended
         self.removing = set()                      # container ids being removed
         self.backoffs = Backoffs()                 # failed placements and crash loops per slot
         self.ready_since = {}                      # node -> start of its current ready spell
@@ -207,6 +208,7 @@ class Loop(threading.Thread):
             self.events.record("error", f"{action.kind} {action.service}.{action.slot}: {e}", service=action.service)
         finally:
             with self.lock:
+                self.action_ended[action.node] = self.clock()
                 if action.kind != "stop":
                     self.pending.pop(key, None)
                 if action.container is not None:
@@ -258,6 +260,12 @@ class Loop(threading.Thread):
         """Whether a placement on `node` is under way."""
         with self.lock:
             return node in self.pending.values()
+
+    def last_action_end(self, node):
+        """When the last action on `node` ended (monotonic; 0 for none): a
+        listing sent before then may miss a container it made."""
+        with self.lock:
+            return self.action_ended.get(node, 0.0)
 
     def bookkeeping(self):
         with self.lock:

@@ -98,21 +98,31 @@ class Membership:
         with self.lock:
             if tuple(stamp) < self.stamp:
                 return
+            moved = [n for n in wanted if n in self.infos and self._moved(n, *wanted[n])]
             added = [n for n in wanted if n not in self.infos]
             removed = [n for n in self.infos if n not in wanted]
-            for name in added:
-                self._join(*wanted[name])
-            for name in removed:
+            for name in removed + moved:
                 self._leave(name)
+            for name in added + moved:
+                self._join(*wanted[name])
             self.infos = {n: info for n, (info, _) in wanted.items()}
             self.records = [dict(r) for r in records]
             self.stamp = tuple(stamp)
             self.election.set_nodes(list(wanted))
             if write_file:
                 self._write_inventory(records)
-        if added or removed:
-            self.events("members", f"members now {', '.join(wanted)}"
-                                   + "".join(f"; {n} joined" for n in added) + "".join(f"; {n} left" for n in removed))
+        if added or removed or moved:
+            self.events("members", f"members now {', '.join(wanted)}" + "".join(f"; {n} joined" for n in added)
+                        + "".join(f"; {n} left" for n in removed) + "".join(f"; {n} is another machine now"
+                                                                           for n in moved))
+
+    def _moved(self, name, info, record):
+        """The same name for another machine or account (removed, then added
+        anew while this master was behind): its connection starts over."""
+        before = self.infos[name]
+        kept = next((r for r in self.records if r["name"] == name), {})
+        return ((before.host, before.port, before.user, before.key) != (info.host, info.port, info.user, info.key)
+                or (record.get("host_key") or "") != (kept.get("host_key") or ""))
 
     def _join(self, info, record):
         if record.get("host_key"):
@@ -149,9 +159,14 @@ class Membership:
         try:
             on_file = {n.name: n for n in load(path).nodes}
             for r in records:
-                if r["name"] not in on_file:
-                    inventory_edit.add_node(path, {k: v for k, v in r.items() if k != "host_key" and v is not None})
-                elif dict(on_file[r["name"]].labels) != r.get("labels", {}):
+                entry = {k: v for k, v in r.items() if k != "host_key" and v is not None}
+                there = on_file.get(r["name"])
+                if there is not None and (there.host, there.port, there.user) != (r["host"], r["port"], r["user"]):
+                    inventory_edit.remove_node(path, r["name"])
+                    there = None
+                if there is None:
+                    inventory_edit.add_node(path, entry)
+                elif dict(there.labels) != r.get("labels", {}):
                     inventory_edit.set_labels(path, r["name"], r.get("labels", {}))
             for name in on_file:
                 if name not in {r["name"] for r in records}:

@@ -178,7 +178,7 @@ class NodeChanges:
             return self.store.stamp()
         epoch = self.election.current_epoch()
         try:
-            stamp = self.election.change(change, epoch)
+            stamp = self.election.change_members(change, epoch)
         except NotLeader as e:
             self.election.give_up(epoch, f"the change of members could not be committed: {e}")
             raise

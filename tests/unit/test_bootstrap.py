@@ -16,7 +16,7 @@ def run(tmp_path, uid, tools, fail=None):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in tools:
-        (bin_dir / tool).write_text(RECORD + (f'[ "$1" = {fail} ] && exit 100\n' if fail else ""))
+        (bin_dir / tool).write_text(RECORD + (f'if [ "$1" = {fail} ]; then exit 100; fi\n' if fail else ""))
     (bin_dir / "sudo").write_text(SUDO)
     (bin_dir / "id").write_text(f'#!/bin/sh\n[ "$1" = -u ] && echo {uid} || echo deploy\n')
     (bin_dir / "basename").write_text('#!/bin/sh\necho "${1##*/}"\n')
@@ -41,6 +41,11 @@ def test_root_needs_no_sudo_and_no_group(tmp_path):
     proc, calls = run(tmp_path, 0, ["dnf", "systemctl", "usermod"])
     assert proc.returncode == 0, proc.stderr
     assert calls == ["dnf install -y docker", "systemctl enable --now docker"]
+
+
+def test_a_host_without_systemd_still_counts_on_the_checks_that_follow(tmp_path):
+    proc, calls = run(tmp_path, 0, ["apt-get", "systemctl", "env"], fail="enable")
+    assert proc.returncode == 0 and "systemctl could not start docker" in proc.stderr
 
 
 @pytest.mark.parametrize("tools, fail, words", [

@@ -220,6 +220,21 @@ def test_a_member_list_written_but_not_committed_counts_when_its_master_leads_ag
     assert m1.claimed == {n: m1.epoch for n in ("n1", "n2", "n3", "n4")}
 
 
+def test_a_change_of_members_waits_for_the_state_before_it_to_be_committed(tmp_path, clock):
+    """Raft's rule for one-node changes: no new list before the term has a
+    commit of its own. Here the state before the change cannot reach a
+    majority: the list is not written at all, so no master ever counts
+    with a list that only its own store holds."""
+    fleet = ScriptFleet(tmp_path, names=("n1", "n2", "n3", "n4"))
+    m1 = members_of(fleet, clock, "m1", 1, ["n1", "n2", "n3"])
+    epoch = lead(m1)
+    m1.local_change(lambda: m1.store.create_service("a", SPEC, 1, NOW))      # not on a majority yet
+    fleet.connections["n2"].cut_off = fleet.connections["n3"].cut_off = True
+    with pytest.raises(NotLeader):
+        m1.change_members(lambda: m1.store.set_members(member_records("n1", "n2", "n3", "n4")), epoch)
+    assert m1.store.members() is None
+
+
 # -- fault 3: leftovers of a previous term never depose the new one ---------------------
 
 def rewin(e):

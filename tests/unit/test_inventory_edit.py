@@ -97,7 +97,7 @@ def test_labels_between_other_keys_and_labels_that_open_the_entry(tmp_path):
                     "    host: h   # by name\n  - labels: {zone: x}\n    name: b\n    host: h2\n")
     set_labels(str(path), "a", {"zone": "b"})
     set_labels(str(path), "b", {})
-    assert path.read_text() == ("nodes:\n  - name: a\n    labels: {zone: b}\n\n    # the lab box\n"
+    assert path.read_text() == ("nodes:\n  - name: a\n    labels: {zone: b}   # where it runs\n\n    # the lab box\n"
                                 "    host: h   # by name\n  - name: b\n    host: h2\n    labels: {}\n")
 
 
@@ -109,6 +109,16 @@ def test_a_file_with_windows_line_ends_keeps_them(tmp_path):
     data = path.read_bytes()
     assert b"\r\n" in data and data.count(b"\n") == data.count(b"\r\n")
     assert [n.name for n in inventory.load(str(path)).nodes] == ["web1", "web2", "web4"]
+
+
+def test_in_a_file_of_mixed_line_ends_only_the_new_lines_are_new(tmp_path):
+    path = tmp_path / "inventory.yml"
+    mixed = HAND.replace("# our cluster\n", "# our cluster\r\n")
+    path.write_bytes(mixed.encode())
+    add_node(str(path), NEW)
+    after = path.read_bytes().decode()
+    assert [tag for tag, _, _ in changes(mixed, after)] == ["insert"]
+    assert after.count("\r\n") == 1
 
 
 @pytest.mark.parametrize("edit, message", [

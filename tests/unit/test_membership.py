@@ -78,3 +78,15 @@ def test_the_same_list_again_changes_nothing(members):
     m.apply(listing(m, "n1", "n3"), (101, 5))
     assert fake.events == ["members now n1, n3; n3 joined; n2 left"]
     assert path.read_text() == text and "n2" not in m.obs.nodes
+
+
+def test_a_name_that_comes_back_as_another_machine_starts_over(members):
+    """n2 removed and added anew at another port while this master was behind."""
+    m, fake, path = members
+    before = fake.connections.get("n2")
+    records = [dict(r, port=2299) if r["name"] == "n2" else r for r in m.current()]
+    m.apply(records, (101, 7))
+    assert fake.connections["n2"].port == 2299 and fake.connections["n2"] is not before
+    assert fake.probed == [] and "n2" in m.obs.nodes
+    assert {n.name: n.port for n in load(str(path)).nodes} == {"n1": 2201, "n2": 2299}
+    assert fake.events == ["members now n1, n2; n2 is another machine now"]
