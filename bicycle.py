@@ -15,6 +15,7 @@ sys.path.insert(0, HERE)
 
 from cli.client import Client, ClientError  # noqa: E402
 from cli import tables  # noqa: E402
+from cli.update_options import update_body, update_options  # noqa: E402
 from master import auth  # noqa: E402
 from master.inventory import API, load, InventoryError  # noqa: E402
 from model import PULL_POLICIES, RESTART_POLICIES  # noqa: E402
@@ -183,10 +184,19 @@ def _secrets(values):
     return out
 
 
+def _waiting(no_wait):
+    """The query of a write: answer once done, or at once with --no-wait."""
+    return {"wait": "false" if no_wait else "true"}
+
+
 def _print_service(svc):
     click.echo(f"service {svc['name']} v{svc['version']}: {svc['status']}, "
                f"{svc['replicas']['running']}/{svc['replicas']['desired']} running"
                + (f" ({svc['error']})" if svc.get("error") else ""))
+    update = svc.get("update")
+    if update and update.get("state"):
+        click.echo(f"update: {update['state']}, {update['slots']['current']}/{svc['replicas']['desired']} slots "
+                   f"on the new spec" + (f" ({update['reason']})" if update.get("reason") else ""))
     if svc.get("containers"):
         click.echo(tables.containers_table(svc["containers"]))
 
@@ -205,15 +215,16 @@ def _print_service(svc):
 @click.option("--secret", "-s", "secret", multiple=True,
               help="NAME (value from the environment variable NAME) or NAME=@FILE, repeatable.")
 @click.option("--no-wait", is_flag=True, help="Answer at once instead of waiting until converged.")
+@update_options
 @click.pass_context
-def service_create(ctx, name, image, replicas, env, publish, label, restart, pull, cmd, secret, no_wait):
+def service_create(ctx, name, image, replicas, env, publish, label, restart, pull, cmd, secret, no_wait, rollout):
     """Create a service and wait until it runs."""
     body = {"name": name, "image": image, "replicas": replicas, "restart": restart, "pull": pull,
             "env": _pairs(env, "--env"), "labels": _pairs(label, "--label"), "ports": list(publish),
-            "secrets": _secrets(secret)}
+            "secrets": _secrets(secret), **update_body(rollout)}
     if cmd is not None:
         body["command"] = cmd
-    code, svc = _call(ctx, "POST", "/service", body, {"wait": "false" if no_wait else "true"})
+    code, svc = _call(ctx, "POST", "/service", body, _waiting(no_wait))
     _print_service(svc)
     if svc["status"] == "failed":
         sys.exit(1)
@@ -244,7 +255,7 @@ def service_ps(ctx, name):
 def service_scale(ctx, name, replicas, no_wait):
     """Change the number of replicas."""
     _, svc = _call(ctx, "PATCH", f"/service/{_segment(name)}", {"replicas": replicas},
-                   {"wait": "false" if no_wait else "true"})
+                   _waiting(no_wait))
     _print_service(svc)
 
 
@@ -254,14 +265,31 @@ def service_scale(ctx, name, replicas, no_wait):
 @click.option("--secret", "-s", "secret", multiple=True,
               help="Replace the secrets: NAME (from the environment) or NAME=@FILE, repeatable.")
 @click.option("--no-wait", is_flag=True)
+@update_options
 @click.pass_context
-def service_update(ctx, name, image, secret, no_wait):
-    """Change a service's image or secrets (its containers are replaced)."""
+def service_update(ctx, name, image, secret, no_wait, rollout):
+    """Change a service's image, secrets, health check or update settings.
+    A change of what its containers run rolls over the slots under the
+    update settings, and rolls back by itself when the new ones fail."""
     body = {k: v for k, v in {"image": image, "secrets": _secrets(secret) if secret else None}.items()
             if v is not None}
+    body.update(update_body(rollout, lambda: _call(ctx, "GET", f"/service/{_segment(name)}")[1]["spec"]
+                            .get("healthcheck")))
     if not body:
-        raise Fail("nothing to change: give --image or --secret")
-    _, svc = _call(ctx, "PATCH", f"/service/{_segment(name)}", body, {"wait": "false" if no_wait else "true"})
+        raise Fail("nothing to change: give --image, --secret, a --health-* or an update option")
+    _, svc = _call(ctx, "PATCH", f"/service/{_segment(name)}", body, _waiting(no_wait))
+    _print_service(svc)
+    if svc.get("update", {}).get("state") in ("rolling back", "rolled back", "paused"):
+        sys.exit(1)
+
+
+@service.command("rollback")
+@click.argument("name")
+@click.option("--no-wait", is_flag=True)
+@click.pass_context
+def service_rollback(ctx, name, no_wait):
+    """Return a service to its previous spec (under its rollback settings)."""
+    _, svc = _call(ctx, "POST", f"/service/{_segment(name)}/rollback", params=_waiting(no_wait))
     _print_service(svc)
 
 
@@ -271,7 +299,7 @@ def service_update(ctx, name, image, secret, no_wait):
 @click.pass_context
 def service_rm(ctx, name, no_wait):
     """Remove a service and its containers."""
-    _, payload = _call(ctx, "DELETE", f"/service/{_segment(name)}", params={"wait": "false" if no_wait else "true"})
+    _, payload = _call(ctx, "DELETE", f"/service/{_segment(name)}", params=_waiting(no_wait))
     click.echo(payload.get("message") or f"service {name} is being deleted")
 
 
@@ -294,7 +322,7 @@ def node_ls(ctx):
 @click.pass_context
 def node_drain(ctx, name, no_wait):
     """Move a node's containers away (start-first); it takes no new work."""
-    code, n = _call(ctx, "POST", f"/nodes/{_segment(name)}/drain", params={"wait": "false" if no_wait else "true"})
+    code, n = _call(ctx, "POST", f"/nodes/{_segment(name)}/drain", params=_waiting(no_wait))
     state = "empty" if code == 200 else "still moving containers"
     click.echo(f"node {name} drained ({state}, {n['containers']} containers left)")
 

@@ -29,6 +29,12 @@ NODE_STATUSES = (READY, SUSPECT, DOWN, UNKNOWN, UNTRUSTED)
 UNREACHABLE = (DOWN, UNTRUSTED)  # what the master cannot see (nor act on)
 # Stored service states (the API writes NEW and DELETE, the loop RUNNING).
 NEW, RUNNING, DELETE = "NEW", "RUNNING", "DELETE"
+# Rolling updates: how a batch replaces, what a failure does, the states of a rollout.
+UPDATE_ORDERS = ("start-first", "stop-first")
+FAILURE_ACTIONS = ("rollback", "pause", "continue")
+UPDATING, PAUSED, ROLLING_BACK, COMPLETED, ROLLED_BACK = \
+    "updating", "paused", "rolling back", "completed", "rolled back"
+ROLLING = (UPDATING, ROLLING_BACK)         # rollouts that still replace slots
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class ServiceSpec:
     restart: str = "always"
     secrets: tuple = ()      # sorted (name, sealed value) pairs: never the plain value
     pull: str = "missing"    # when the engine pulls the image: missing, always, never
+    healthcheck: Optional[Healthcheck] = None   # None: the image's own, if it has one
 
     def to_dict(self) -> dict:
         d = {
@@ -66,6 +73,8 @@ class ServiceSpec:
             d["secrets"] = dict(self.secrets)
         if self.pull != "missing":    # absent when the default, for the same reason
             d["pull"] = self.pull
+        if self.healthcheck is not None:
+            d["healthcheck"] = self.healthcheck.to_dict()
         return d
 
     def public_dict(self) -> dict:
@@ -86,12 +95,83 @@ class ServiceSpec:
             restart=d.get("restart", "always"),
             secrets=tuple(sorted((d.get("secrets") or {}).items())),
             pull=d.get("pull", "missing"),
+            healthcheck=Healthcheck.from_dict(d["healthcheck"]) if d.get("healthcheck") else None,
         )
 
     def digest(self) -> str:
         """Short stable hash: containers whose label differs run an older spec."""
         raw = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(raw).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """The engine's health check of a service's containers (docker run
+    --health-*): test is ("CMD", argv...), ("CMD-SHELL", line) or ("NONE",)
+    (the image's own check off); durations in seconds."""
+    test: tuple
+    interval: float = 30.0
+    timeout: float = 30.0
+    retries: int = 3
+    start_period: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"test": list(self.test), "interval": self.interval, "timeout": self.timeout,
+                "retries": self.retries, "start_period": self.start_period}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Healthcheck":
+        return cls(test=tuple(d["test"]), interval=float(d.get("interval", 30.0)),
+                   timeout=float(d.get("timeout", 30.0)), retries=int(d.get("retries", 3)),
+                   start_period=float(d.get("start_period", 0.0)))
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """How a change of spec rolls over a service's slots (and, as the
+    service's `rollback` settings, how a rollback does): `parallelism` slots
+    at a time (0: all), `delay` s between batches, each new container
+    watched for `monitor` s; a failure beyond `max_failure_ratio` of the
+    replicas triggers `failure_action`."""
+    parallelism: int = 1
+    delay: float = 0.0
+    order: str = "start-first"
+    monitor: float = 5.0
+    failure_action: str = "rollback"
+    max_failure_ratio: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict], default: "UpdateConfig" = None) -> "UpdateConfig":
+        base = default or cls()
+        return cls(**dict(asdict(base), **(d or {})))
+
+
+ROLLBACK_DEFAULTS = UpdateConfig(failure_action="pause")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The state of a service's latest change of spec: `state` (updating,
+    paused, rolling back, completed, rolled back), why it is so, and the
+    slots whose new container failed while it ran."""
+    state: str
+    reason: str = ""
+    failed: tuple = ()
+    started_at: str = ""
+
+    def to_dict(self) -> dict:
+        return {"state": self.state, "reason": self.reason, "failed": list(self.failed),
+                "started_at": self.started_at}
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> Optional["Rollout"]:
+        if not d:
+            return None
+        return cls(state=d["state"], reason=d.get("reason", ""), failed=tuple(d.get("failed", ())),
+                   started_at=d.get("started_at", ""))
 
 
 @dataclass(frozen=True)
@@ -102,6 +182,19 @@ class Service:
     replicas: int
     version: int = 1
     state: str = NEW
+    update: UpdateConfig = UpdateConfig()
+    rollback: UpdateConfig = ROLLBACK_DEFAULTS
+    previous: Optional[ServiceSpec] = None      # the spec before the latest change of spec
+    rollout: Optional[Rollout] = None           # that change's progress
+
+    @property
+    def rolling(self) -> bool:
+        return self.rollout is not None and self.rollout.state in ROLLING
+
+    @property
+    def rollout_config(self) -> UpdateConfig:
+        """The settings the current rollout runs under."""
+        return self.rollback if self.rollout is not None and self.rollout.state == ROLLING_BACK else self.update
 
 
 @dataclass(frozen=True)
@@ -134,10 +227,16 @@ class Container:
     started_at: str = ""
     finished_at: str = ""
     exit_code: int = 0
+    health: str = ""          # docker's State.Health.Status (starting, healthy, unhealthy); "" without a check
+    health_log: str = ""      # the last health check's output, when unhealthy
 
     @property
     def running(self) -> bool:
         return self.status in ("running", "restarting")
+
+    @property
+    def unhealthy(self) -> bool:
+        return self.running and self.health == "unhealthy"
 
 
 @dataclass(frozen=True)
@@ -166,6 +265,7 @@ class Action:
 @dataclass(frozen=True)
 class Plan:
     actions: tuple = field(default_factory=tuple)
+    verdicts: tuple = ()      # (service name, its version, scheduler.rollout.Verdict): rollouts that move on
 
     def of(self, kind: str) -> list:
         return [a for a in self.actions if a.kind == kind]

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from master import rollouts
 from master.election import NotLeader
 from master.events import iso
 from model import Container, DELETE, NEW, READY, UNTRUSTED
@@ -99,18 +100,24 @@ class Loop(threading.Thread):
             removing_nodes = {c.node for c in everything if c.id in self.removing}
             plan = reconcile(services, observed, statuses, now, self.backoffs.until(),
                              max_moves=self.settings.rebalance_parallelism, pending=dict(self.pending),
-                             drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes)
+                             drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes,
+                             wall=self.wall(), place_failures=self.backoffs.place_messages())
             self.last_plan = plan.actions
             for action in plan.changes:
                 self._start(action, services, epoch)
             # Containers still being removed count until they are gone.
             forgotten, version = self._record_progress(services, self.obs.containers(), statuses, epoch)
+            judged = rollouts.record(plan.verdicts, self.store, self.election, self.events, epoch,
+                                     lambda: iso(self.wall()))
             self.led = (epoch, self.led[1] + 1 if self.led[0] == epoch else 1)
-        if forgotten:
+        if forgotten or judged:
             try:
-                self.election.commit(epoch, version)     # outside the lock: it waits for the nodes
+                self.election.commit(epoch, max(v for v in (version, judged) if v))   # outside the lock
             except NotLeader as e:
-                self.events.record("error", f"removal of {', '.join(forgotten)} not replicated: {e}")
+                self.events.record("error", f"{'removal of ' + ', '.join(forgotten) if forgotten else 'a rollout'} "
+                                            f"not replicated: {e}")
+        if judged:
+            self.wake()
         self.reconcile_seconds = self.clock() - started
         self.on_round(self.reconcile_seconds)
 

@@ -1,7 +1,7 @@
 """The OpenAPI 3.0 description of the REST API, served at /openapi.json."""
-from master import validate
+from master import validate, validate_update
 from master.inventory import HOST, USER
-from model import NODE_STATUSES, PULL_POLICIES, RESTART_POLICIES
+from model import FAILURE_ACTIONS, NODE_STATUSES, PULL_POLICIES, RESTART_POLICIES, UPDATE_ORDERS
 
 
 ERROR = {"type": "object", "required": ["message"], "properties": {
@@ -33,6 +33,34 @@ def _mapping(key, value, **extra):
             "propertyNames": {"pattern": _pattern(key)}, "additionalProperties": value, **extra}
 
 
+DURATION = {"oneOf": [{"type": "number", "minimum": 0, "maximum": validate_update.MAX_SECONDS},
+                      {"type": "string", "pattern": _pattern(validate_update.DURATION), "example": "5s"}]}
+HEALTHCHECK = {"type": "object", "additionalProperties": False, "nullable": True,
+               "description": "the engine's health check (none: the image's own); disable: true turns that off",
+               "properties": {"test": {"oneOf": [LINE, {"type": "array", "minItems": 1, "items": LINE}],
+                                       "description": "a shell line, [\"CMD-SHELL\", line], "
+                                                      "[\"CMD\", argv...] or [\"NONE\"]"},
+                              "interval": DURATION, "timeout": DURATION, "start_period": DURATION,
+                              "retries": {"type": "integer", "minimum": 1, "maximum": 100},
+                              "disable": {"type": "boolean"}}}
+
+
+def _update(actions, what):
+    return {"type": "object", "additionalProperties": False, "description": what, "properties": {
+        "parallelism": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 1,
+                        "description": "slots replaced at once (0: all)"},
+        "delay": DURATION, "monitor": DURATION,
+        "order": {"type": "string", "enum": list(UPDATE_ORDERS), "default": "start-first"},
+        "failure_action": {"type": "string", "enum": list(actions)},
+        "max_failure_ratio": {"type": "number", "minimum": 0, "maximum": 1, "default": 0}}}
+
+
+ROLLOUT_FIELDS = {
+    "update": _update(FAILURE_ACTIONS, "how a change of spec rolls over the slots, and what a failure does"),
+    "rollback": _update(("pause", "continue"), "how a rollback rolls"),
+}
+
+
 SPEC_FIELDS = {
     "image": {"type": "string", "maxLength": 400, "pattern": _pattern(validate.IMAGE), "example": "bicycle/demo:1"},
     "replicas": {"type": "integer", "minimum": 0, "maximum": validate.MAX_REPLICAS},
@@ -46,6 +74,7 @@ SPEC_FIELDS = {
              "description": "when the engine pulls the image; never: it must be on the node (bicycle.py image push)"},
     "secrets": _mapping(validate.ENV_KEY, LINE,
                         description="NAME -> value, given to the containers as environment; shown masked"),
+    "healthcheck": HEALTHCHECK,
 }
 NAME = {"type": "string", "pattern": _pattern(validate.NAME)}
 
@@ -53,14 +82,18 @@ CONTAINER = {"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "service": {"type": "string"},
     "slot": {"type": "integer"}, "node": {"type": "string"}, "image": {"type": "string"},
     "status": {"type": "string"}, "last_status": {"type": "string"}, "created_at": {"type": "string"},
-    "started_at": {"type": "string", "nullable": True}, "uptime_s": {"type": "number", "nullable": True}}}
+    "started_at": {"type": "string", "nullable": True}, "uptime_s": {"type": "number", "nullable": True},
+    "health": {"type": "string", "nullable": True},
+    "spec": {"type": "string", "enum": ["current", "previous", "older"]}}}
 
 SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "replicas"], "properties": {
     "name": NAME,
     "spec": {"type": "object"},
     "version": {"type": "integer"},
     "state": {"type": "string", "enum": ["NEW", "RUNNING", "DELETE"]},
-    "status": {"type": "string", "enum": ["converging", "running", "failed", "deleting"]},
+    "status": {"type": "string", "enum": ["converging", "running", "failed", "deleting", "paused"]},
+    "update": {"type": "object", "description": "the latest change of spec: its state (updating, paused, "
+                                                "rolling back, completed, rolled back), why, its slots"},
     "replicas": {"type": "object", "properties": {"desired": {"type": "integer"}, "running": {"type": "integer"}}},
     "created_at": {"type": "string", "nullable": True},
     "updated_at": {"type": "string", "nullable": True},
@@ -178,8 +211,8 @@ def _secured(paths):
 
 def document():
     create = {"type": "object", "additionalProperties": False, "required": ["name", "image", "replicas"],
-              "properties": dict(SPEC_FIELDS, name=NAME)}
-    patch = {"type": "object", "additionalProperties": False, "properties": SPEC_FIELDS}
+              "properties": dict(SPEC_FIELDS, name=NAME, **ROLLOUT_FIELDS)}
+    patch = {"type": "object", "additionalProperties": False, "properties": dict(SPEC_FIELDS, **ROLLOUT_FIELDS)}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Bicycle", "version": "1.0",
@@ -218,6 +251,13 @@ def document():
                            "responses": {"200": dict(description="deleted", **_json(ERROR)),
                                          "202": dict(description="deleting", **_json(SERVICE)),
                                          **_errors(400, 404, 409, 422)}}},
+            "/service/{name}/rollback": {
+                "parameters": [PATH_NAME],
+                "post": {"summary": "return to the previous spec, rolled under the rollback settings",
+                         "parameters": WAIT,
+                         "responses": {"200": dict(description="rolled back", **_json(SERVICE)),
+                                       "202": dict(description="still rolling back", **_json(SERVICE)),
+                                       **_errors(400, 404, 409, 422)}}},
             "/nodes": {"get": {"summary": "nodes with health and availability",
                                "responses": {"200": dict(description="nodes", **_json({"type": "array", "items": NODE}))}},
                        "post": {"summary": "add a node: pin its host key, check its engine; it joins and takes work",

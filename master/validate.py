@@ -6,8 +6,11 @@ pattern here, and quoted again where the command line is built.
 import re
 import shlex
 
+from dataclasses import dataclass
+
 from master.inventory import HOST, USER
-from model import NAME_PATTERN, PULL_POLICIES, ServiceSpec, Port, RESTART_POLICIES
+from master.validate_update import healthcheck, update_settings
+from model import NAME_PATTERN, PULL_POLICIES, ServiceSpec, Port, RESTART_POLICIES, UpdateConfig
 
 NAME = re.compile(NAME_PATTERN)
 IMAGE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}(:\d{1,5})?/)?"          # registry host[:port]/
@@ -20,7 +23,8 @@ MAX_REPLICAS = 1000
 MAX_STRING = 4096
 MAX_ITEMS = 100
 
-CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets", "pull"}
+CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets", "pull",
+                 "healthcheck", "update", "rollback"}
 PATCH_FIELDS = CREATE_FIELDS - {"name"}
 
 
@@ -56,7 +60,7 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     for key in sorted(set(body) - allowed):
         errors.append({"field": str(key)[:64], "message": "unknown field"})
     merged = dict(base["spec"], replicas=base["replicas"]) if base else {}
-    merged.update({k: v for k, v in body.items() if k in allowed})
+    merged.update({k: v for k, v in body.items() if k in allowed and k not in ("update", "rollback")})
 
     def err(field, message):
         errors.append({"field": field, "message": message})
@@ -85,6 +89,7 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     pull = merged.get("pull", "missing")
     if pull not in PULL_POLICIES:
         err("pull", f"must be one of {', '.join(PULL_POLICIES)}")
+    check = healthcheck(merged.get("healthcheck"), err)
     if ports and isinstance(replicas, int) and replicas > max_per_node_nodes:
         err("replicas", f"a service that publishes host ports runs at most one container per node "
                         f"({max_per_node_nodes} nodes)")
@@ -92,8 +97,36 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
         raise Invalid(errors)
     spec = ServiceSpec(image=image, command=tuple(command), env=tuple(sorted(env.items())),
                        ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart,
-                       secrets=_sealed(stored, secrets, seal), pull=pull)
+                       secrets=_sealed(stored, secrets, seal), pull=pull, healthcheck=check)
     return name, spec, replicas
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """A valid create or patch: the service and how its changes roll."""
+    name: str
+    spec: ServiceSpec
+    replicas: int
+    update: UpdateConfig
+    rollback: UpdateConfig
+
+
+def service_request(body, max_per_node_nodes, base=None, seal=None):
+    """service_body and the update settings of a create or patch body, with
+    every bad field of both in one Invalid. base: the stored service's dicts
+    (spec, replicas, update, rollback), for a patch."""
+    errors = []
+    name = spec = replicas = None
+    try:
+        name, spec, replicas = service_body(body, max_per_node_nodes, base, seal)
+    except Invalid as e:
+        errors += e.errors
+    if isinstance(body, dict):
+        update, rollback = update_settings(body, base, lambda field, message: errors.append(
+            {"field": field, "message": message}))
+    if errors:
+        raise Invalid(errors)
+    return ServiceRequest(name, spec, replicas, update, rollback)
 
 
 def _create_name(body, err):

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from master.events import iso
-from model import DELETE, UNKNOWN, UNREACHABLE, parse_time
+from model import DELETE, PAUSED, UNKNOWN, UNREACHABLE, parse_time
 from scheduler.backoff import failed
 from scheduler.reconcile import converged, running_count
 
@@ -30,7 +30,8 @@ def container_view(c, wall_now, node_down=False):
     view = {"id": c.id[:12], "name": c.name, "service": c.service, "slot": c.slot, "node": c.node,
             "image": c.image, "status": "unknown" if node_down else c.status, "created_at": c.created_at,
             "started_at": c.started_at or None,
-            "uptime_s": uptime(c.started_at, wall_now) if c.running and not node_down else None}
+            "uptime_s": uptime(c.started_at, wall_now) if c.running and not node_down else None,
+            "health": c.health or None}
     if node_down:
         view["last_status"] = c.status
     return view
@@ -44,9 +45,34 @@ def service_status(service, mine, statuses, book):
     if failed(book.backoff.get(service.name, ())) or any(
             c.status == "exited" and c.exit_code != 0 and service.spec.restart == "never" for c in mine):
         return "failed"
-    if converged(service, mine, statuses, book.drained) and service.name not in book.busy:
-        return "running"
+    if converged(service, mine, statuses, book.drained) and service.name not in book.busy and not service.rolling:
+        return "running"                # a rollout ends when the loop writes its verdict
+    if service.rollout is not None and service.rollout.state == PAUSED:
+        return "paused"
     return "converging"
+
+
+def update_view(service, mine):
+    """A service's rolling update as /state shows it: its state and reason,
+    how many slots run the current spec, and the settings."""
+    digest = service.spec.digest()
+    current = len({c.slot for c in mine if c.spec == digest and c.running and 1 <= c.slot <= service.replicas})
+    rollout = service.rollout
+    view = {"state": rollout.state if rollout else None, "reason": rollout.reason if rollout else "",
+            "started_at": rollout.started_at if rollout else None,
+            "failed_slots": list(rollout.failed) if rollout else [],
+            "slots": {"current": current, "other": len({c.slot for c in mine if c.spec != digest})},
+            "settings": service.update.to_dict(), "rollback_settings": service.rollback.to_dict()}
+    if service.previous is not None:
+        view["previous"] = {"image": service.previous.image, "spec": service.previous.digest()}
+    return view
+
+
+def spec_word(service, digest):
+    """Which spec of `service` a container's spec digest is."""
+    if digest == service.spec.digest():
+        return "current"
+    return "previous" if service.previous is not None and digest == service.previous.digest() else "older"
 
 
 @dataclass(frozen=True)
@@ -108,7 +134,7 @@ class Views:
         Its containers on every node count here, reachable or not."""
         world = self._world([service])
         mine = [c for c in world.everything if c.service == service.name]
-        return service_status(service, mine, world.statuses, world.book) in ("running", "failed")
+        return service_status(service, mine, world.statuses, world.book) in ("running", "failed", "paused")
 
     def _service(self, world, service, with_containers):
         kept = world.stored.services.get(service.name)
@@ -125,6 +151,7 @@ class Views:
                          "running": running_count(service, mine, world.statuses)},
             "created_at": record.get("created_at"),
             "updated_at": record.get("updated_at"),
+            "update": update_view(service, mine),
         }
         error = rows[-1]["message"] if rows else None
         if error:
@@ -135,7 +162,7 @@ class Views:
             # The last plan for this service, with the reason of every step (or why nothing moves).
             view["plan"] = [{"kind": a.kind, "slot": a.slot, "node": a.node or None, "reason": a.reason}
                             for a in world.book.plan if a.service == service.name]
-            view["containers"] = [container_view(c, world.wall)
+            view["containers"] = [dict(container_view(c, world.wall), spec=spec_word(service, c.spec))
                                   for c in sorted(mine, key=lambda c: (c.slot, c.node))]
         return view
 

@@ -3,6 +3,8 @@
 Each returns an argv list; the transport turns it into one remote command line
 with shlex.join, the one place where quoting happens.
 """
+import shlex
+
 from model import LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC, LABEL_EPOCH
 
 
@@ -44,10 +46,28 @@ def run(name, service, slot, spec, epoch=0):
         argv += ["--env", f"{key}={value}"]
     for port in spec.ports:
         argv += ["--publish", port.flag()]
+    argv += _health_flags(spec.healthcheck)
     if spec.secrets:
         # The values come on the command's stdin, never on its command line.
         argv += ["--env-file", "/dev/stdin"]
     return argv + ["--", spec.image, *spec.command]
+
+
+def _health_flags(check):
+    """docker run's --health-* flags for a model.Healthcheck (none: the image's own)."""
+    if check is None:
+        return []
+    kind, *rest = check.test
+    if kind == "NONE":
+        return ["--no-healthcheck"]
+    line = rest[0] if kind == "CMD-SHELL" else shlex.join(rest)
+    return ["--health-cmd", line, "--health-interval", _seconds(check.interval),
+            "--health-timeout", _seconds(check.timeout), "--health-retries", str(check.retries),
+            "--health-start-period", _seconds(check.start_period)]
+
+
+def _seconds(value):
+    return f"{int(value * 1000)}ms"
 
 
 def remove(container_id):

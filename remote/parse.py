@@ -50,7 +50,19 @@ def _container(node, item):
         started_at="" if started.startswith("0001-") else started,
         finished_at="" if finished.startswith("0001-") else finished,
         exit_code=_int(state.get("ExitCode"), node),
+        **_health(state.get("Health")),
     )
+
+
+def _health(health):
+    """health and health_log of a container from State.Health."""
+    if not isinstance(health, dict):
+        return {}
+    status = str(health.get("Status") or "")
+    log = health.get("Log") if status == "unhealthy" else None
+    last = log[-1] if isinstance(log, list) and log and isinstance(log[-1], dict) else {}
+    words = " ".join(str(last.get("Output") or "").split())[:200]
+    return {"health": status, "health_log": words}
 
 
 def _int(value, node):

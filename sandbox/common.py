@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 RUN_ROOT = "/run/bicycle-sb"   # short unix socket paths: one folder per node number
 STATE_FILE = "sandbox.json"
-DEMO_IMAGES = ("bicycle/demo:1", "bicycle/demo:2")
+# 1 and 2 answer on port 80; bad runs but fails its own HEALTHCHECK; crash exits at once.
+DEMO_IMAGES = ("bicycle/demo:1", "bicycle/demo:2", "bicycle/demo:bad", "bicycle/demo:crash")
 
 
 class SandboxError(Exception):

@@ -1,8 +1,12 @@
-"""The offline demo images `bicycle/demo:1` and `bicycle/demo:2`: built FROM scratch with
-the static busybox on node 1's engine, then copied to the other nodes (docker save/load).
+"""The offline demo images, built FROM scratch with the static busybox on node
+1's engine, then copied to the other nodes (docker save/load).
 
-A container of either answers `GET /` on port 80 (or $PORT) with
-`bicycle demo v<version> <hostname>`, `GET /health` with `ok`, and logs to stdout.
+A container of `bicycle/demo:1` or `:2` answers `GET /` on port 80 (or $PORT)
+with `bicycle demo v<version> <hostname>`, `GET /health` with `ok`, and logs
+to stdout. Two broken versions, for rolling updates to fail on (tests, and
+users trying them): `bicycle/demo:bad` runs and answers `GET /`, but has no
+/health, and its image's own HEALTHCHECK (every second, two tries) makes it
+unhealthy; `bicycle/demo:crash` exits with code 1 at once.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ H="$(hostname)"
 P="${PORT:-80}"
 mkdir -p /www
 echo "bicycle demo v$V $H" > /www/index.html
-echo ok > /www/health
+[ "$DEMO_HEALTH" = broken ] || echo ok > /www/health
 echo "bicycle demo v$V starting on $H, port $P"
 httpd -f -v -p "$P" -h /www &
 pid=$!
@@ -46,8 +50,23 @@ wait $pid
 """
 
 
+# The broken versions, built FROM demo:1 (its label names the same recipe).
+VARIANTS = {
+    "bicycle/demo:bad": """\
+FROM bicycle/demo:1
+ENV DEMO_VERSION=bad DEMO_HEALTH=broken
+HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD wget -q -O /dev/null http://127.0.0.1:${PORT:-80}/health
+""",
+    "bicycle/demo:crash": """\
+FROM bicycle/demo:1
+ENV DEMO_VERSION=crash
+CMD ["/bin/sh", "-c", "echo 'bicycle demo crash: exiting at once' >&2; exit 1"]
+""",
+}
+
+
 def recipe_hash() -> str:
-    return hashlib.sha256((DOCKERFILE + START_SH).encode()).hexdigest()[:16]
+    return hashlib.sha256((DOCKERFILE + START_SH + "".join(VARIANTS.values())).encode()).hexdigest()[:16]
 
 
 def _version(image: str) -> str:
@@ -72,7 +91,19 @@ def prepare_context(sb: Sandbox, wanted: str) -> str:
     os.chmod(os.path.join(ctx, "busybox"), 0o755)
     daemons.write_file(os.path.join(ctx, "Dockerfile"), DOCKERFILE.replace("@HASH@", wanted))
     daemons.write_file(os.path.join(ctx, "start.sh"), START_SH, 0o755)
+    for image, text in VARIANTS.items():
+        daemons.write_file(os.path.join(ctx, _variant_file(image)), text)
     return ctx
+
+
+def _variant_file(image: str) -> str:
+    return f"Dockerfile.{_version(image)}"
+
+
+def _build(first: Node, image: str, ctx: str, env: dict) -> None:
+    recipe = ["-f", os.path.join(ctx, _variant_file(image))] if image in VARIANTS else \
+        ["--build-arg", f"VERSION={_version(image)}"]
+    run(_docker(first, "build", "-q", "--force-rm", *recipe, "-t", image, ctx), env=env, timeout=300)
 
 
 def ensure_images(sb: Sandbox, log) -> None:
@@ -86,10 +117,9 @@ def ensure_images(sb: Sandbox, log) -> None:
         env = dict(os.environ, DOCKER_BUILDKIT="0")   # the classic builder: no buildx needed
         env.pop("DOCKER_HOST", None)
         env.pop("DOCKER_CONTEXT", None)
-        for image in need:
+        for image in need:                 # in DEMO_IMAGES' order: the variants after demo:1
             log(f"{first.name}: building {image}")
-            run(_docker(first, "build", "-q", "--force-rm", "--build-arg",
-                        f"VERSION={_version(image)}", "-t", image, ctx), env=env, timeout=300)
+            _build(first, image, ctx, env)
         run(_docker(first, "image", "prune", "-f"), check=False)   # replaced recipes
     todo = {n: _missing(n, wanted) for n in nodes[1:]}
     todo = {n: imgs for n, imgs in todo.items() if imgs}

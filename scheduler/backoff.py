@@ -8,6 +8,8 @@ the epoch, to compare with the engines' own start and finish times).
   than CRASH_WINDOW seconds it counts as a crash, and each crash in a row
   doubles the wait (2, 4 ... 30 s). A replacement that runs CRASH_WINDOW
   seconds clears the count.
+- A container that turns unhealthy (its health check fails) counts as a
+  crash: it is replaced with the same back-off.
 - FAILED_AFTER failures in a row make the service `failed` (shown in /state).
 """
 from collections import defaultdict
@@ -67,9 +69,18 @@ class Backoffs:
                 continue
             key = (c.service, c.slot)
             started = parse_time(c.started_at)
-            if c.running:
+            if c.running and not c.unhealthy:
                 if key in self.crash and started is not None and wall - started >= CRASH_WINDOW:
                     del self.crash[key]
+                continue
+            if c.unhealthy:                 # replaced like a crash, with the same back-off
+                if c.id not in self.seen_exits:
+                    self.seen_exits.add(c.id)
+                    count = self.crash[key].count + 1 if key in self.crash else 1
+                    message = "turned unhealthy" + (f" ({c.health_log})" if c.health_log else "") + (
+                        f", {count} failures in a row" if count > 1 else "")
+                    self.crash[key] = Failure(count, now + _crash_delay(count), message)
+                    exits.append((c.service, c.slot, message))
                 continue
             if c.id in self.seen_exits or c.status == "created":
                 continue
@@ -86,6 +97,10 @@ class Backoffs:
         alive = {c.id for c in observed}
         self.seen_exits &= alive
         return exits
+
+    def place_messages(self):
+        """(service, slot) -> why its last start failed."""
+        return {key: f.message for key, f in self.place.items()}
 
     def until(self):
         """(service, slot) -> time before which the slot gets no new container."""

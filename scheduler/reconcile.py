@@ -31,7 +31,8 @@ node as the round plans them. A `replace` says itself whether it stops first
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from model import Action, Plan, READY, SUSPECT, UNKNOWN, DELETE
+from model import Action, Plan, PAUSED, READY, SUSPECT, UNKNOWN, DELETE
+from scheduler import rollout
 from scheduler.balance import balance
 from scheduler.place import Spread, spread_ok
 
@@ -46,6 +47,8 @@ class Round:
     drained: frozenset = frozenset()                  # nodes that take no work
     ready_since: dict = field(default_factory=dict)   # node -> start of its current ready spell
     max_moves: int = 1
+    wall: float = 0.0                                 # seconds since the epoch (rollouts' watches)
+    place_failures: dict = field(default_factory=dict)   # (service, slot) -> why its last start failed
 
     def __post_init__(self):
         self.eligible = sorted(n for n, s in self.node_status.items() if s == READY and n not in self.drained)
@@ -58,11 +61,13 @@ class Round:
 
 
 def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, pending=None,
-              drained=frozenset(), ready_since=None, removing_nodes=frozenset()):
+              drained=frozenset(), ready_since=None, removing_nodes=frozenset(), wall=0.0, place_failures=None):
     """backoff: (service, slot) -> time before which no new try is made.
     pending: (service, slot) -> node, changes still under way for those slots.
-    removing_nodes: nodes where removals are still under way."""
-    r = Round(node_status, now, backoff or {}, pending or {}, frozenset(drained), ready_since or {}, max_moves)
+    removing_nodes: nodes where removals are still under way.
+    wall, place_failures: what rolling updates judge by (scheduler/rollout.py)."""
+    r = Round(node_status, now, backoff or {}, pending or {}, frozenset(drained), ready_since or {}, max_moves,
+              wall, place_failures or {})
     unknown = sorted(n for n, s in node_status.items() if s == UNKNOWN)
     if unknown:
         return Plan(tuple(Action("keep", s.name, reason=f"waiting for first probe of {', '.join(unknown)}")
@@ -73,7 +78,7 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
     for c in visible:
         by_service[c.service].append(c)
 
-    actions = []
+    actions, verdicts = [], []
     owned = set()
     for service in sorted(services, key=lambda s: s.name):
         owned.add(service.name)
@@ -81,13 +86,16 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         if service.state == DELETE:
             actions += [_stop(c, "service deleted") for c in mine if r.ready(c.node)]
             continue
-        actions += _reconcile_service(service, mine, r, totals)
+        mine_actions, verdict = _reconcile_service(service, mine, r, totals)
+        actions += mine_actions
+        if verdict is not None:
+            verdicts.append((service.name, service.version, verdict))
     for name, containers in sorted(by_service.items()):
         if name not in owned:
             actions += [_stop(c, "no service owns it") for c in containers if r.ready(c.node)]
-    if _quiet(actions, r, removing_nodes):
+    if _quiet(actions, r, removing_nodes) and not any(s.rolling for s in services):
         actions += balance(services, _settled(services, visible, r), r.eligible, r.max_moves)
-    return Plan(tuple(_surplus_first(actions, removing_nodes)))
+    return Plan(tuple(_surplus_first(actions, removing_nodes)), tuple(verdicts))
 
 
 def _quiet(actions, r, removing_nodes):
@@ -131,14 +139,18 @@ def _restarts(policy, exit_code):
 
 
 def _reconcile_service(service, mine, r, totals):
-    """The actions for one service: stops, one action per slot, then moves."""
+    """The actions for one service (stops, one action per slot, then moves)
+    and the verdict on its rollout (or None)."""
     digest = service.spec.digest()
     in_flight = {slot: node for (name, slot), node in r.pending.items() if name == service.name}
     keepers, stops = _keepers(service, mine, r, in_flight, digest)
     spread = _spread(service, keepers, in_flight, r, totals, digest)
-    slots, changing = _slot_actions(service, keepers, in_flight, r, spread, digest)
+    turn = _Turns(service, keepers, in_flight, r)
+    slots, changing = _slot_actions(service, keepers, in_flight, r, spread, digest, turn)
     busy = set(in_flight) | changing | {slot for slot in keepers if r.waiting(service.name, slot)}
-    return stops + slots + _moves(service, keepers, spread, r, busy, r.max_moves - len(in_flight))
+    actions = stops + slots + _moves(service, keepers, spread, r, busy, r.max_moves - len(in_flight))
+    under_way = len(in_flight) + sum(1 for a in actions if a.kind != "keep")
+    return actions, rollout.verdict(service, turn.progress, under_way)
 
 
 def _keepers(service, mine, r, in_flight, digest):
@@ -176,7 +188,32 @@ def _spread(service, keepers, in_flight, r, totals, digest):
     return Spread(r.eligible, counts, totals, bool(service.spec.ports))
 
 
-def _slot_actions(service, keepers, in_flight, r, spread, digest):
+class _Turns:
+    """Which slots of an older spec may be replaced this round (a rolling
+    update's budget, scheduler/rollout.py), and the new containers whose
+    failure the rollout judges this round (they are not restarted before)."""
+
+    def __init__(self, service, keepers, in_flight, r):
+        failures = {slot: why for (name, slot), why in r.place_failures.items() if name == service.name}
+        self.progress = rollout.progress(service, keepers, r.wall, failures)
+        self.left = rollout.budget(service, self.progress, len(in_flight), r.wall)
+        known = set(service.rollout.failed) if service.rollout else set()
+        self.judged = {s for s in self.progress.failed if s not in known} if service.rolling else set()
+        self.service = service
+
+    def take(self):
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+    def waiting(self):
+        if self.service.rollout is not None and self.service.rollout.state == PAUSED:
+            return f"rollout paused: {self.service.rollout.reason}"
+        return f"waiting for its turn (parallelism {self.service.rollout_config.parallelism})"
+
+
+def _slot_actions(service, keepers, in_flight, r, spread, digest, turn):
     """One action per slot 1..replicas -> (actions, the slots that change or wait to)."""
     actions, changing = [], set()
     for slot in range(1, service.replicas + 1):
@@ -185,13 +222,22 @@ def _slot_actions(service, keepers, in_flight, r, spread, digest):
             actions.append(Action("keep", service.name, slot, in_flight[slot], reason="change in progress"))
         elif keeper is not None and not r.ready(keeper.node):
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, "node suspect"))
+        elif slot in turn.judged:
+            actions.append(Action("keep", service.name, slot, keeper.node if keeper else "", keeper,
+                                  "a failure of the rollout, being judged"))
         elif (why := _change_needed(service, keeper, digest)) is None:
             reason = "running" if keeper.running else f"{keeper.status}, restart={service.spec.restart}"
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, reason))
+        elif why == SPEC_CHANGED and not turn.take():
+            changing.add(slot)
+            actions.append(Action("keep", service.name, slot, keeper.node, keeper, turn.waiting()))
         else:
             changing.add(slot)
             actions.append(_change(service, slot, keeper, why, r, spread, digest))
     return actions, changing
+
+
+SPEC_CHANGED = "spec changed"
 
 
 def _change_needed(service, keeper, digest):
@@ -201,7 +247,9 @@ def _change_needed(service, keeper, digest):
     if not keeper.running and _restarts(service.spec.restart, keeper.exit_code):
         return f"container {keeper.status} (exit {keeper.exit_code})"
     if keeper.spec != digest:
-        return "spec changed"
+        return SPEC_CHANGED
+    if keeper.unhealthy:
+        return "container unhealthy"
     return None
 
 
@@ -235,11 +283,12 @@ def _target(keeper, r, spread, held):
 
 def _replace(service, slot, node, old, why):
     """Start-first, unless the service publishes host ports and the new
-    container goes to the old one's node: the port is taken there until the
-    old container is gone. A move to another node starts first, so the
-    service keeps running meanwhile."""
-    return Action("replace", service.name, slot, node, old, why,
-                  stop_first=bool(service.spec.ports) and old.node == node)
+    container goes to the old one's node (the port is taken there until the
+    old container is gone), or its rollout asks for stop-first. A move to
+    another node starts first, so the service keeps running meanwhile."""
+    stop_first = old.node == node and (bool(service.spec.ports) or (
+        why == SPEC_CHANGED and service.rollout_config.order == "stop-first"))
+    return Action("replace", service.name, slot, node, old, why, stop_first=stop_first)
 
 
 def _moves(service, keepers, spread, r, busy, budget):

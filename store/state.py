@@ -20,7 +20,8 @@ from tinydb.middlewares import Middleware
 from tinydb.table import Document
 from tinydb.storages import MemoryStorage
 
-from model import Service, ServiceSpec, NEW, RUNNING, DELETE
+from model import (DELETE, NEW, ROLLBACK_DEFAULTS, ROLLING_BACK, RUNNING, UPDATING, Rollout, Service, ServiceSpec,
+                   UpdateConfig)
 from store.atomic import AtomicJSONStorage
 
 MAX_EVENTS = 1000
@@ -36,7 +37,11 @@ class Missing(Exception):
 
 def _service(doc):
     return Service(name=doc["name"], spec=ServiceSpec.from_dict(doc["spec"]),
-                   replicas=doc["replicas"], version=doc["version"], state=doc["state"])
+                   replicas=doc["replicas"], version=doc["version"], state=doc["state"],
+                   update=UpdateConfig.from_dict(doc.get("update")),
+                   rollback=UpdateConfig.from_dict(doc.get("rollback"), ROLLBACK_DEFAULTS),
+                   previous=ServiceSpec.from_dict(doc["previous"]) if doc.get("previous") else None,
+                   rollout=Rollout.from_dict(doc.get("rollout")))
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ class Store:
             kept = self._cache.services.get(name)
             return copy.deepcopy(kept[0]) if kept else None
 
-    def create_service(self, name, spec, replicas, now):
+    def create_service(self, name, spec, replicas, now, update=UpdateConfig(), rollback=ROLLBACK_DEFAULTS):
         with self.lock:
             existing = self._services.get(Query().name == name)
             if existing and existing["state"] == DELETE:
@@ -130,22 +135,56 @@ class Store:
             if existing:
                 raise Conflict(f"service {name!r} already exists")
             self._services.insert({"name": name, "spec": spec.to_dict(), "replicas": replicas,
-                                   "version": 1, "state": NEW, "created_at": now, "updated_at": now})
+                                   "version": 1, "state": NEW, "created_at": now, "updated_at": now,
+                                   "update": update.to_dict(), "rollback": rollback.to_dict()})
             self._bump()
             return self.service(name)
 
-    def update_service(self, name, spec, replicas, now):
+    def update_service(self, name, spec, replicas, now, update=None, rollback=None):
+        """A change of spec keeps the spec before it (`previous`) and starts a
+        rollout; replicas and update settings change without one."""
         with self.lock:
             current = self._require(name)
             if current.state == DELETE:
                 raise Conflict(f"service {name!r} is being deleted")
-            if current.spec == spec and current.replicas == replicas:
+            update, rollback = update or current.update, rollback or current.rollback
+            if (current.spec, current.replicas, current.update, current.rollback) == (spec, replicas, update,
+                                                                                      rollback):
                 return current
-            self._services.update({"spec": spec.to_dict(), "replicas": replicas, "state": NEW,
-                                   "version": current.version + 1, "updated_at": now},
+            fields = {"spec": spec.to_dict(), "replicas": replicas, "state": NEW, "version": current.version + 1,
+                      "updated_at": now, "update": update.to_dict(), "rollback": rollback.to_dict()}
+            if spec != current.spec:
+                fields.update(previous=current.spec.to_dict(), rollout=Rollout(UPDATING, started_at=now).to_dict())
+            self._services.update(fields, Query().name == name)
+            self._bump()
+            return self.service(name)
+
+    def rollback_service(self, name, now, reason, version=None):
+        """Back to the spec before the latest change (which becomes the
+        previous one in turn), rolled under the rollback settings. With
+        `version`, only from that version (Conflict when it moved on)."""
+        with self.lock:
+            current = self._require(name)
+            if version is not None and current.version != version:
+                raise Conflict(f"service {name!r} is at v{current.version} now, not v{version}")
+            if current.state == DELETE:
+                raise Conflict(f"service {name!r} is being deleted")
+            if current.previous is None:
+                raise Conflict(f"service {name!r} has no previous spec to roll back to")
+            self._services.update({"spec": current.previous.to_dict(), "previous": current.spec.to_dict(),
+                                   "state": NEW, "version": current.version + 1, "updated_at": now,
+                                   "rollout": Rollout(ROLLING_BACK, reason, started_at=now).to_dict()},
                                   Query().name == name)
             self._bump()
             return self.service(name)
+
+    def set_rollout(self, name, version, rollout):
+        """The loop's verdict on the rollout of `version` (a replicated change);
+        nothing when the service moved on meanwhile."""
+        with self.lock:
+            if self._services.update({"rollout": rollout.to_dict()},
+                                     (Query().name == name) & (Query().version == version)):
+                self._bump()
 
     def mark_delete(self, name, now):
         with self.lock:

@@ -7,7 +7,7 @@ leader's epoch, NotLeader otherwise), then recorded as an event, then the
 loop is woken to act on it. No route reaches the store, a node or a lock in
 any other way.
 """
-from master.validate import check_name, node_body, node_patch, service_body
+from master.validate import check_name, node_body, node_patch, service_request
 from model import DELETE
 from store.state import Missing
 
@@ -45,20 +45,21 @@ class Desired:
 
     # -- request bodies ----------------------------------------------------------
     def new_service(self, body):
-        """(name, spec, replicas) of a create's body; Invalid with every bad field.
+        """The ServiceRequest of a create's body; Invalid with every bad field.
         A secret keeps its sealed form when a service of that name already
         holds the same value (so a retried create finds the same spec)."""
         named = body.get("name") if isinstance(body, dict) and isinstance(body.get("name"), str) else None
         before = self._store.service(named) if named is not None else None
         sealed = before.spec.secrets if before is not None else ()
-        return service_body(body, len(self.members()), seal=lambda key, value: self._vault.reseal(sealed, key, value))
+        return service_request(body, len(self.members()),
+                               seal=lambda key, value: self._vault.reseal(sealed, key, value))
 
     def changed_service(self, current, body):
-        """(spec, replicas) of `current` changed by a PATCH body; Invalid with every bad field."""
-        base = {"spec": current.spec.to_dict(), "replicas": current.replicas}
-        _, spec, replicas = service_body(body, len(self.members()), base=base,
-                                         seal=lambda key, value: self._vault.reseal(current.spec.secrets, key, value))
-        return spec, replicas
+        """The ServiceRequest of `current` changed by a PATCH body; Invalid with every bad field."""
+        base = {"spec": current.spec.to_dict(), "replicas": current.replicas,
+                "update": current.update.to_dict(), "rollback": current.rollback.to_dict()}
+        return service_request(body, len(self.members()), base=base,
+                               seal=lambda key, value: self._vault.reseal(current.spec.secrets, key, value))
 
     def new_node(self, body):
         """A POST /nodes body -> (entry, fingerprint, trust); Invalid when bad."""
@@ -73,22 +74,31 @@ class Desired:
         """Start a round soon (the members changed)."""
         self._wake()
 
-    def create(self, name, spec, replicas):
+    def create(self, request):
         """(service, created). A retry of a create whose answer was lost (or
         503) finds the same service: created is False. Another spec under the
         name is a Conflict."""
+        name, spec, replicas = request.name, request.spec, request.replicas
+
         def create_or_same():
             current = self._store.service(name)
             if current is not None and current.state != DELETE and current.replicas == replicas \
                     and self._vault.same(current.spec, spec):
                 return current, False
-            return self._store.create_service(name, spec, replicas, self._now_iso()), True
+            return self._store.create_service(name, spec, replicas, self._now_iso(), request.update,
+                                              request.rollback), True
         return self._committed(create_or_same, "created", f"service {name} v1: {replicas} x {spec.image}",
                                service=name)
 
-    def update(self, name, spec, replicas):
-        return self._committed(lambda: self._store.update_service(name, spec, replicas, self._now_iso()),
-                               "updated", f"service {name}: {replicas} x {spec.image}", service=name)
+    def update(self, name, request):
+        return self._committed(lambda: self._store.update_service(name, request.spec, request.replicas,
+                                                                  self._now_iso(), request.update, request.rollback),
+                               "updated", f"service {name}: {request.replicas} x {request.spec.image}", service=name)
+
+    def rollback(self, name):
+        """Back to the previous spec, on demand."""
+        return self._committed(lambda: self._store.rollback_service(name, self._now_iso(), "asked for"),
+                               "rollback", f"service {name}: rolling back to its previous spec", service=name)
 
     def delete(self, name):
         return self._committed(lambda: self._store.mark_delete(name, self._now_iso()),

@@ -23,8 +23,7 @@ def add_routes(route, desired, views, leadership, waits):
     def create():
         wait, timeout = waits.asked()
         leadership.require()
-        name, spec, replicas = desired.new_service(read_body())
-        service, created = desired.create(name, spec, replicas)
+        service, created = desired.create(desired.new_service(read_body()))
         return answer(service, created, wait, timeout)
 
     @route("/service/<name>")
@@ -36,8 +35,14 @@ def add_routes(route, desired, views, leadership, waits):
         wait, timeout = waits.asked()
         leadership.require()
         current = desired.existing(name)
-        spec, replicas = desired.changed_service(current, read_body())
-        return answer(desired.update(name, spec, replicas), False, wait, timeout)
+        return answer(desired.update(name, desired.changed_service(current, read_body())), False, wait, timeout)
+
+    @route("/service/<name>/rollback", "POST")
+    def rollback(name):
+        wait, timeout = waits.asked()
+        leadership.require()
+        desired.existing(name)
+        return answer(desired.rollback(name), False, wait, timeout)
 
     @route("/service/<name>", "DELETE")
     def delete(name):

@@ -122,7 +122,7 @@ def test_no_wait_commands_answer_before_the_work_which_still_happens(engines, al
 # -- update, drain, activate -------------------------------------------------------
 
 def test_update_image_runs_demo_2_in_every_container(engines):
-    ok(cli("service", "create", "upd", "--image", "bicycle/demo:1", "--replicas", "3"))
+    ok(cli("service", "create", "upd", "--image", "bicycle/demo:1", "--replicas", "3", "--monitor", "1"))
     before = ids(engines, "upd")
     assert len(before) == 3
     assert ok(cli("service", "update", "upd", "--image", "bicycle/demo:2")).startswith(

@@ -53,7 +53,7 @@ def test_delete_leaves_no_labelled_container(engines):
 
 
 def test_spec_change_replaces_containers(engines):
-    create("web", 3)
+    create("web", 3, update={"monitor": 1})
     r = api("PATCH", "/service/web", {"image": "bicycle/demo:2"})
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2

@@ -28,7 +28,7 @@ from sandbox import cluster
 
 IMAGE = "bicycle/demo:1"
 UPDATED = "bicycle/demo:2"
-POLL_SECONDS = 60
+POLL_SECONDS = 30
 POLLERS = 3
 MIN_POLLS = 10          # per poller: the readers really loaded the master
 MIN_SAMPLES = 5         # engine snapshots taken while the work went on

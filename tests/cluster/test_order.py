@@ -151,7 +151,7 @@ def test_an_activated_node_gets_a_share_of_twelve_one_replica_services(engines):
 def test_spec_update_is_start_first(engines):
     """A new image without host ports: each slot's new container runs before
     the old one is removed; at the end all run :2."""
-    create("web", 3)
+    create("web", 3, update={"monitor": 1})
     since = time.time_ns()
     with Sampler(lambda: listing(engines, "web"), every=EVERY) as watch:
         r = api("PATCH", "/service/web", {"image": "bicycle/demo:2"})

@@ -6,7 +6,7 @@ import sys
 
 from hypothesis import given, settings, strategies as st
 
-from model import Port, ServiceSpec
+from model import Healthcheck, Port, ServiceSpec
 from remote import commands
 
 
@@ -111,3 +111,16 @@ def test_joined_lines_split_back_to_the_same_argv(image, command, env, labels):
     argv = commands.run("svc.1.abc", "svc", 1, spec)
     assert shlex.split(line(argv)) == argv
     assert argv[argv.index("--") + 1:] == [image, *command]
+
+
+def test_a_health_check_goes_to_docker_run_and_into_the_digest():
+    shell = ServiceSpec(image="a", healthcheck=Healthcheck(("CMD-SHELL", "wget -q -O- http://127.0.0.1/health"),
+                                                           interval=1.5, timeout=2, retries=2, start_period=0))
+    assert line(commands.run("x.1.a", "x", 1, shell)).endswith(
+        " --health-cmd 'wget -q -O- http://127.0.0.1/health' --health-interval 1500ms --health-timeout 2000ms"
+        " --health-retries 2 --health-start-period 0ms -- a")
+    argv = commands.run("x.1.a", "x", 1, ServiceSpec(image="a", healthcheck=Healthcheck(("CMD", "check", "a b"))))
+    assert argv[argv.index("--health-cmd") + 1] == "check 'a b'"
+    assert "--no-healthcheck" in commands.run("x.1.a", "x", 1, ServiceSpec(image="a", healthcheck=Healthcheck(("NONE",))))
+    assert ServiceSpec(image="alpine").digest() == "f44081b37921"          # no check: the digest as before
+    assert shell.digest() != ServiceSpec(image="a").digest()

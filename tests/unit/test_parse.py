@@ -218,3 +218,16 @@ def test_garbage_lease_answers_raise_parse_error(reader, stdout):
 ])
 def test_engine_error_keeps_the_engine_s_words_not_docker_s_hints(stderr, expected):
     assert parse.engine_error(stderr, 125) == expected
+
+
+def test_health_and_the_last_check_output_of_an_unhealthy_container():
+    item = labelled(Status="running")
+    item["State"]["Health"] = {"Status": "unhealthy", "FailingStreak": 3,
+                               "Log": [{"ExitCode": 1, "Output": "old"}, {"ExitCode": 1, "Output": "wget: server\n returned error: HTTP/1.1 500 "}]}
+    [c] = containers("n", json.dumps([item]))
+    assert (c.health, c.health_log, c.unhealthy) == ("unhealthy", "wget: server returned error: HTTP/1.1 500", True)
+    item["State"]["Health"] = {"Status": "healthy", "Log": [{"Output": "ok"}]}
+    [c] = containers("n", json.dumps([item]))
+    assert (c.health, c.health_log, c.unhealthy) == ("healthy", "", False)
+    [c] = containers("n", json.dumps([labelled(Status="running")]))
+    assert c.health == ""

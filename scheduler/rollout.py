@@ -1,0 +1,111 @@
+"""Rolling updates: how many slots of a service may take its new spec now,
+and the verdict on a rollout. Pure; `wall` is seconds since the epoch (to
+compare with the engines' StartedAt).
+
+While a service rolls (`updating` or `rolling back`), a slot whose container
+runs an older spec is replaced only within the budget: `parallelism` slots
+at a time (0: all), counting the changes under way and the new containers
+still watched; no new batch before `delay` has passed since the last new
+container passed its watch. A new container passes its watch once it has
+run `monitor` seconds and is healthy (or has no health check). Watched or
+not, while the rollout runs a new container that exits with a non-zero
+code or turns unhealthy, or a slot whose new container cannot be started,
+is a failure of the rollout; more failures than `max_failure_ratio` of the
+replicas trigger the `failure_action`: roll back, pause (no slot changes
+until the next change of spec), or continue. A paused service changes no
+slot of an older spec. Places into empty slots are never held back.
+"""
+from dataclasses import dataclass, field
+
+from model import COMPLETED, PAUSED, ROLLED_BACK, ROLLING_BACK, Rollout, parse_time
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where each slot 1..replicas of a rolling service stands."""
+    updated: frozenset = frozenset()     # the new spec, watched long enough and healthy
+    watched: frozenset = frozenset()     # the new spec, still watched
+    failed: dict = field(default_factory=dict)   # slot -> what went wrong with its new container
+    old: frozenset = frozenset()         # an older spec (to be replaced within the budget)
+    empty: frozenset = frozenset()       # no container
+    last_passed: float = 0.0             # when the latest new container passed its watch
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the loop writes: `failed` (record the slots, go on), `paused`,
+    `rollback`, or `done` (the rollout completed or rolled back)."""
+    kind: str
+    rollout: Rollout
+
+
+def progress(service, keepers, wall, place_failures=None):
+    """keepers: slot -> the container that holds it; place_failures: slot ->
+    why its last start failed."""
+    config, digest = service.rollout_config, service.spec.digest()
+    groups = {"updated": set(), "watched": set(), "old": set(), "empty": set()}
+    failed, last = {}, 0.0
+    for slot in range(1, service.replicas + 1):
+        c = keepers.get(slot)
+        if (place_failures or {}).get(slot) and (c is None or c.spec != digest):
+            failed[slot] = f"its new container could not start: {place_failures[slot]}"
+        elif c is None:
+            groups["empty"].add(slot)
+        elif c.spec != digest:
+            groups["old"].add(slot)
+        elif (why := _failure(c)) is not None:
+            failed[slot] = f"{c.name} on {c.node} {why}"
+        else:
+            started = parse_time(c.started_at)
+            passed = c.running and c.health in ("", "healthy") and started is not None \
+                and wall - started >= config.monitor
+            groups["updated" if passed else "watched"].add(slot)
+            if passed:
+                last = max(last, started + config.monitor)
+    return Progress(**{k: frozenset(v) for k, v in groups.items()}, failed=failed, last_passed=last)
+
+
+def _failure(c):
+    if c.unhealthy:
+        return "turned unhealthy" + (f": {c.health_log}" if c.health_log else "")
+    if not c.running and c.status != "created" and c.exit_code != 0:
+        return f"exited with code {c.exit_code}"
+    return None
+
+
+def budget(service, p, in_flight, wall):
+    """How many slots of an older spec may start their replacement now;
+    in_flight: the number of the service's changes under way."""
+    if service.rollout is not None and service.rollout.state == PAUSED:
+        return 0
+    if not service.rolling:
+        return service.replicas
+    config = service.rollout_config
+    if any(slot not in service.rollout.failed for slot in p.failed):
+        return 0                        # a failure the verdict of this round judges first
+    if p.last_passed and wall < p.last_passed + config.delay:
+        return 0
+    limit = config.parallelism or service.replicas
+    return max(0, limit - len(p.watched) - in_flight)
+
+
+def verdict(service, p, in_flight):
+    """The rollout's next state, or None while it runs on as it is."""
+    rollout = service.rollout
+    if not service.rolling:
+        return None
+    config = service.rollout_config
+    new = {slot: why for slot, why in sorted(p.failed.items()) if slot not in rollout.failed}
+    if new:
+        failed = tuple(sorted(set(rollout.failed) | set(new)))
+        slot, why = next(iter(new.items()))
+        reason = f"slot {slot}: {why}"
+        if len(failed) > config.max_failure_ratio * service.replicas and config.failure_action != "continue":
+            kind = "rollback" if config.failure_action == "rollback" else "paused"
+            state = ROLLING_BACK if kind == "rollback" else PAUSED
+            return Verdict(kind, Rollout(state, reason, failed, rollout.started_at))
+        return Verdict("failed", Rollout(rollout.state, reason, failed, rollout.started_at))
+    if not p.old and not p.watched and not p.empty and not in_flight:
+        state = ROLLED_BACK if rollout.state == ROLLING_BACK else COMPLETED
+        return Verdict("done", Rollout(state, rollout.reason, rollout.failed, rollout.started_at))
+    return None
