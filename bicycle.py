@@ -15,6 +15,7 @@ sys.path.insert(0, HERE)
 
 from cli.client import Client, ClientError  # noqa: E402
 from cli import tables  # noqa: E402
+from cli import rollout_wait  # noqa: E402
 from cli.update_options import update_body, update_options  # noqa: E402
 from master import auth  # noqa: E402
 from master.inventory import API, load, InventoryError  # noqa: E402
@@ -265,9 +266,10 @@ def service_scale(ctx, name, replicas, no_wait):
 @click.option("--secret", "-s", "secret", multiple=True,
               help="Replace the secrets: NAME (from the environment) or NAME=@FILE, repeatable.")
 @click.option("--no-wait", is_flag=True)
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the rollout.")
 @update_options
 @click.pass_context
-def service_update(ctx, name, image, secret, no_wait, rollout):
+def service_update(ctx, name, image, secret, no_wait, timeout, rollout):
     """Change a service's image, secrets, health check or update settings.
     A change of what its containers run rolls over the slots under the
     update settings, and rolls back by itself when the new ones fail."""
@@ -277,20 +279,33 @@ def service_update(ctx, name, image, secret, no_wait, rollout):
                             .get("healthcheck")))
     if not body:
         raise Fail("nothing to change: give --image, --secret, a --health-* or an update option")
-    _, svc = _call(ctx, "PATCH", f"/service/{_segment(name)}", body, _waiting(no_wait))
+    _, svc = _call(ctx, "PATCH", f"/service/{_segment(name)}", body, _waiting(True))
+    _settle(ctx, svc, no_wait, timeout)
+
+
+def _settle(ctx, started, no_wait, timeout):
+    """Wait for the change that answered `started` (unless no_wait), print
+    the service, and exit 1 when the change did not end well."""
+    if no_wait:
+        _print_service(started)
+        return
+    svc, done = rollout_wait.follow(lambda: _call(ctx, "GET", f"/service/{_segment(started['name'])}")[1],
+                                    started, timeout)
     _print_service(svc)
-    if svc.get("update", {}).get("state") in ("rolling back", "rolled back", "paused"):
-        sys.exit(1)
+    why = rollout_wait.failure(svc, started, done, timeout)
+    if why:
+        raise Fail(why)
 
 
 @service.command("rollback")
 @click.argument("name")
 @click.option("--no-wait", is_flag=True)
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the rollback.")
 @click.pass_context
-def service_rollback(ctx, name, no_wait):
+def service_rollback(ctx, name, no_wait, timeout):
     """Return a service to its previous spec (under its rollback settings)."""
-    _, svc = _call(ctx, "POST", f"/service/{_segment(name)}/rollback", params=_waiting(no_wait))
-    _print_service(svc)
+    _, svc = _call(ctx, "POST", f"/service/{_segment(name)}/rollback", params=_waiting(True))
+    _settle(ctx, svc, no_wait, timeout)
 
 
 @service.command("rm")

@@ -35,6 +35,7 @@ FAILURE_ACTIONS = ("rollback", "pause", "continue")
 UPDATING, PAUSED, ROLLING_BACK, COMPLETED, ROLLED_BACK = \
     "updating", "paused", "rolling back", "completed", "rolled back"
 ROLLING = (UPDATING, ROLLING_BACK)         # rollouts that still replace slots
+UNSEEN = "unseen"          # the health of a container the master started, until a listing shows it
 
 
 @dataclass(frozen=True)
@@ -161,17 +162,18 @@ class Rollout:
     reason: str = ""
     failed: tuple = ()
     started_at: str = ""
+    version: int = 0          # the service version whose change of spec started it
 
     def to_dict(self) -> dict:
         return {"state": self.state, "reason": self.reason, "failed": list(self.failed),
-                "started_at": self.started_at}
+                "started_at": self.started_at, "version": self.version}
 
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> Optional["Rollout"]:
         if not d:
             return None
         return cls(state=d["state"], reason=d.get("reason", ""), failed=tuple(d.get("failed", ())),
-                   started_at=d.get("started_at", ""))
+                   started_at=d.get("started_at", ""), version=d.get("version", 0))
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ class Service:
     update: UpdateConfig = UpdateConfig()
     rollback: UpdateConfig = ROLLBACK_DEFAULTS
     previous: Optional[ServiceSpec] = None      # the spec before the latest change of spec
+    constraints: tuple = ()                     # placement: "node.labels.K==V", "node.name!=N", ...
     rollout: Optional[Rollout] = None           # that change's progress
 
     @property

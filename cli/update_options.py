@@ -1,6 +1,6 @@
 """The CLI options of rolling updates and health checks (service create and
-update), and the request body they make. Durations are given as the API
-takes them: seconds, or strings such as 500ms, 10s, 1m30s."""
+update), and the request body they make. Durations are seconds (a bare
+number) or strings such as 500ms, 10s, 1m30s."""
 import functools
 
 import click
@@ -43,6 +43,17 @@ def update_options(command):
     return click.option("--no-healthcheck", is_flag=True, help="Turn the image's own health check off.")(wrapper)
 
 
+DURATIONS = ("delay", "monitor", "interval", "timeout", "start_period")
+
+
+def _seconds(value):
+    """A duration as typed: a bare number is seconds, anything else goes as written."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def _param(flag):
     return flag.lstrip("-").replace("-", "_")
 
@@ -56,7 +67,7 @@ def update_body(rollout, current=lambda: None):
         if value is None or value is False:
             continue
         group, key = path.split(".")
-        body.setdefault(group, {})[key] = value
+        body.setdefault(group, {})[key] = _seconds(value) if key in DURATIONS else value
     check = body.get("healthcheck")
     if check and not check.get("disable") and "test" not in check:
         stored = current()

@@ -53,7 +53,8 @@ class Master:
                                  on_lead=wake.set, on_adopted=lambda doc: self.membership.adopted(doc))
         self.loop = Loop(self.store, self.fleet, self.observation, self.election, self.events, s,
                          clock=clock, wall=wall, vault=self.vault, woken=wake,
-                         on_round=self.metrics.reconcile.observe)
+                         on_round=self.metrics.reconcile.observe,
+                         node_labels=lambda: {n.name: dict(n.labels) for n in self.membership.nodes()})
         self.peers = {}                     # other masters as last seen over HTTP
         self.membership = Membership(inventory, self.fleet, self.observation, self.election, self.events.record,
                                      self._prober, me=self.name)

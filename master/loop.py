@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from master import rollouts
 from master.election import NotLeader
 from master.events import iso
-from model import Container, DELETE, NEW, READY, UNTRUSTED
+from model import UNSEEN, Container, DELETE, NEW, READY, UNTRUSTED
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
 from scheduler.reconcile import reconcile, converged
@@ -27,13 +27,15 @@ class Bookkeeping:
     backoff: dict               # service -> its back-off rows (Backoffs.by_service)
     drained: frozenset          # nodes that take no work, as of the last round
     plan: tuple                 # the last round's actions
+    labels: dict                # node -> labels, as of the last round
     reconcile_seconds: float
     led: tuple                  # (epoch, reconcile rounds finished as its leader)
 
 
 class Loop(threading.Thread):
     def __init__(self, store, fleet, observation, election, events, settings, clock=time.monotonic,
-                 wall=time.time, vault=None, woken=None, on_round=lambda seconds: None):
+                 wall=time.time, vault=None, woken=None, on_round=lambda seconds: None, node_labels=dict):
+        """node_labels() -> {node: labels} of the members in force (placement constraints)."""
         super().__init__(name="reconcile", daemon=True)
         self.vault = vault                         # unseals services' secrets for docker run
         self.store, self.fleet, self.obs, self.settings = store, fleet, observation, settings
@@ -49,6 +51,7 @@ class Loop(threading.Thread):
         self.backoffs = Backoffs()                 # failed placements and crash loops per slot
         self.ready_since = {}                      # node -> start of its current ready spell
         self.drained = frozenset()                 # nodes that take no work (from the store)
+        self.node_labels, self.labels = node_labels, {}   # the members' labels, as of the last round
         self.last_plan = ()
         self.reconcile_seconds = 0.0
         self.node_statuses = {}                    # last status seen per node, for transitions
@@ -87,6 +90,7 @@ class Loop(threading.Thread):
         started = self.clock()
         now = started
         services, self.drained, epoch = self._term_view()
+        self.labels = self.node_labels()
         with self.lock:
             seen = self.obs.snapshot(now)          # statuses and containers, copied together
             statuses, everything = seen.statuses, seen.containers
@@ -101,7 +105,8 @@ class Loop(threading.Thread):
             plan = reconcile(services, observed, statuses, now, self.backoffs.until(),
                              max_moves=self.settings.rebalance_parallelism, pending=dict(self.pending),
                              drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes,
-                             wall=self.wall(), place_failures=self.backoffs.place_messages())
+                             wall=self.wall(), place_failures=self.backoffs.place_messages(),
+                             node_labels=self.labels)
             self.last_plan = plan.actions
             for action in plan.changes:
                 self._start(action, services, epoch)
@@ -156,7 +161,7 @@ class Loop(threading.Thread):
         forgotten, version = [], None
         for s in services:
             busy = any(k[0] == s.name for k in self.pending)
-            if busy or not converged(s, observed, statuses, self.drained):
+            if busy or not converged(s, observed, statuses, self.drained, self.labels):
                 continue
             if s.state == NEW:
                 self.store.mark_running(s.name, s.version)
@@ -238,7 +243,7 @@ class Loop(threading.Thread):
             raise
         except Exception as e:
             with self.lock:
-                failure = self.backoffs.place_failed(key, self.clock(), str(e))
+                failure = self.backoffs.place_failed(key, self.clock(), str(e), spec.digest())
             self.events.record("failed", f"place {name} on {action.node}: {e} "
                                          f"(retry in {failure.not_before - self.clock():.0f}s)",
                                service=action.service, node=action.node, command=argv)
@@ -246,7 +251,7 @@ class Loop(threading.Thread):
         now = self.wall()
         self.obs.add(Container(id=cid, name=name, node=action.node, service=action.service,
                                slot=action.slot, spec=spec.digest(), image=spec.image,
-                               status="running", created_at=iso(now), started_at=iso(now)))
+                               status="running", created_at=iso(now), started_at=iso(now), health=UNSEEN))
         with self.lock:
             self.backoffs.place_ok(key)
         self.events.record("placed", f"{name} on {action.node} ({action.reason})",
@@ -277,7 +282,7 @@ class Loop(threading.Thread):
     def bookkeeping(self):
         with self.lock:
             return Bookkeeping(frozenset(key[0] for key in self.pending), self.backoffs.by_service(self.clock()),
-                               self.drained, self.last_plan, self.reconcile_seconds, self.led)
+                               self.drained, self.last_plan, self.labels, self.reconcile_seconds, self.led)
 
 
 def _place_error(engine_words, spec, node):

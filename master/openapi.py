@@ -38,8 +38,7 @@ DURATION = {"oneOf": [{"type": "number", "minimum": 0, "maximum": validate_updat
 HEALTHCHECK = {"type": "object", "additionalProperties": False, "nullable": True,
                "description": "the engine's health check (none: the image's own); disable: true turns that off",
                "properties": {"test": {"oneOf": [LINE, {"type": "array", "minItems": 1, "items": LINE}],
-                                       "description": "a shell line, [\"CMD-SHELL\", line], "
-                                                      "[\"CMD\", argv...] or [\"NONE\"]"},
+                                       "description": "a shell line, [\"CMD-SHELL\", line] or [\"NONE\"]"},
                               "interval": DURATION, "timeout": DURATION, "start_period": DURATION,
                               "retries": {"type": "integer", "minimum": 1, "maximum": 100},
                               "disable": {"type": "boolean"}}}

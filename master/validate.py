@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from master.inventory import HOST, USER
 from master.validate_update import healthcheck, update_settings
+from scheduler import constraints
 from model import NAME_PATTERN, PULL_POLICIES, ServiceSpec, Port, RESTART_POLICIES, UpdateConfig
 
 NAME = re.compile(NAME_PATTERN)
@@ -24,7 +25,7 @@ MAX_STRING = 4096
 MAX_ITEMS = 100
 
 CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets", "pull",
-                 "healthcheck", "update", "rollback"}
+                 "healthcheck", "update", "rollback", "constraints"}
 PATCH_FIELDS = CREATE_FIELDS - {"name"}
 
 
@@ -60,7 +61,7 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     for key in sorted(set(body) - allowed):
         errors.append({"field": str(key)[:64], "message": "unknown field"})
     merged = dict(base["spec"], replicas=base["replicas"]) if base else {}
-    merged.update({k: v for k, v in body.items() if k in allowed and k not in ("update", "rollback")})
+    merged.update({k: v for k, v in body.items() if k in allowed and k not in ("update", "rollback", "constraints")})
 
     def err(field, message):
         errors.append({"field": field, "message": message})
@@ -109,6 +110,7 @@ class ServiceRequest:
     replicas: int
     update: UpdateConfig
     rollback: UpdateConfig
+    constraints: tuple = ()
 
 
 def service_request(body, max_per_node_nodes, base=None, seal=None):
@@ -122,11 +124,29 @@ def service_request(body, max_per_node_nodes, base=None, seal=None):
     except Invalid as e:
         errors += e.errors
     if isinstance(body, dict):
-        update, rollback = update_settings(body, base, lambda field, message: errors.append(
-            {"field": field, "message": message}))
+        def err(field, message):
+            errors.append({"field": field, "message": message})
+        update, rollback = update_settings(body, base, err)
+        given = body.get("constraints") if "constraints" in body else (base or {}).get("constraints")
+        constraints = _constraints(given, err)
     if errors:
         raise Invalid(errors)
-    return ServiceRequest(name, spec, replicas, update, rollback)
+    return ServiceRequest(name, spec, replicas, update, rollback, constraints)
+
+
+def _constraints(value, err):
+    """Placement constraints: a list of "node.labels.K==V", "node.labels.K!=V",
+    "node.name==N" or "node.name!=N"."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        err("constraints", f"must be a list of at most {MAX_ITEMS} strings")
+        return ()
+    for i, c in enumerate(value):
+        if constraints.parse(c) is None:
+            err(f"constraints.{i}", "must be node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.name==NAME "
+                                    "or node.name!=NAME")
+    return tuple(c.strip() for c in value if constraints.parse(c) is not None)
 
 
 def _create_name(body, err):

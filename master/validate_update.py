@@ -31,7 +31,9 @@ def duration(value):
 
 def healthcheck(value, err):
     """A body's `healthcheck` -> Healthcheck or None (the image's own).
-    test: a shell line, ["CMD-SHELL", line], ["CMD", argv...] or ["NONE"]."""
+    test: a shell line, ["CMD-SHELL", line] or ["NONE"] (docker run's
+    --health-cmd always runs through the container's shell, so the exec
+    form ["CMD", ...] is refused rather than quietly turned into a line)."""
     if value is None:
         return None
     if not isinstance(value, dict) or not value.get("test") and value.get("disable") is not True:
@@ -45,8 +47,9 @@ def healthcheck(value, err):
     times = {}
     for key, default in (("interval", 30.0), ("timeout", 30.0), ("start_period", 0.0)):
         times[key] = duration(value.get(key, default))
-        if times[key] is None:
-            err(f"healthcheck.{key}", "must be a duration such as 5, \"5s\" or \"1m30s\" (0: the engine's default)")
+        if times[key] is None or 0 < times[key] < 0.001:
+            err(f"healthcheck.{key}", "must be a duration such as 5, \"5s\" or \"1m30s\", at least 1ms "
+                                      "(0: the engine's default)")
     retries = value.get("retries", 3)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 1 <= retries <= 100:
         err("healthcheck.retries", "must be an integer from 1 to 100")
@@ -62,9 +65,13 @@ def _test(value, err):
           and sum(len(v) for v in value) <= MAX_CHECK)
     if ok and value[0] == "NONE" and len(value) == 1:
         return ("NONE",)
-    if ok and ((value[0] == "CMD" and len(value) >= 2) or (value[0] == "CMD-SHELL" and len(value) == 2)):
+    if ok and value[0] == "CMD-SHELL" and len(value) == 2:
         return tuple(value)
-    err("healthcheck.test", "must be a shell line, [\"CMD-SHELL\", line], [\"CMD\", argv...] or [\"NONE\"]")
+    if ok and value[0] == "CMD":
+        err("healthcheck.test", "[\"CMD\", ...] is not supported: docker run runs a health check through the "
+                                "container's /bin/sh; give a shell line (or [\"CMD-SHELL\", line])")
+        return None
+    err("healthcheck.test", "must be a shell line, [\"CMD-SHELL\", line] or [\"NONE\"]")
     return None
 
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from master.events import iso
-from model import DELETE, PAUSED, UNKNOWN, UNREACHABLE, parse_time
+from model import DELETE, PAUSED, UNKNOWN, UNREACHABLE, UNSEEN, parse_time
 from scheduler.backoff import failed
 from scheduler.reconcile import converged, running_count
 
@@ -31,7 +31,7 @@ def container_view(c, wall_now, node_down=False):
             "image": c.image, "status": "unknown" if node_down else c.status, "created_at": c.created_at,
             "started_at": c.started_at or None,
             "uptime_s": uptime(c.started_at, wall_now) if c.running and not node_down else None,
-            "health": c.health or None}
+            "health": c.health if c.health not in ("", UNSEEN) else None}
     if node_down:
         view["last_status"] = c.status
     return view
@@ -45,7 +45,8 @@ def service_status(service, mine, statuses, book):
     if failed(book.backoff.get(service.name, ())) or any(
             c.status == "exited" and c.exit_code != 0 and service.spec.restart == "never" for c in mine):
         return "failed"
-    if converged(service, mine, statuses, book.drained) and service.name not in book.busy and not service.rolling:
+    if converged(service, mine, statuses, book.drained, book.labels) and service.name not in book.busy \
+            and not service.rolling:
         return "running"                # a rollout ends when the loop writes its verdict
     if service.rollout is not None and service.rollout.state == PAUSED:
         return "paused"
@@ -59,7 +60,7 @@ def update_view(service, mine):
     current = len({c.slot for c in mine if c.spec == digest and c.running and 1 <= c.slot <= service.replicas})
     rollout = service.rollout
     view = {"state": rollout.state if rollout else None, "reason": rollout.reason if rollout else "",
-            "started_at": rollout.started_at if rollout else None,
+            "started_at": rollout.started_at if rollout else None, "version": rollout.version if rollout else None,
             "failed_slots": list(rollout.failed) if rollout else [],
             "slots": {"current": current, "other": len({c.slot for c in mine if c.spec != digest})},
             "settings": service.update.to_dict(), "rollback_settings": service.rollback.to_dict()}

@@ -3,8 +3,6 @@
 Each returns an argv list; the transport turns it into one remote command line
 with shlex.join, the one place where quoting happens.
 """
-import shlex
-
 from model import LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC, LABEL_EPOCH
 
 
@@ -60,8 +58,7 @@ def _health_flags(check):
     kind, *rest = check.test
     if kind == "NONE":
         return ["--no-healthcheck"]
-    line = rest[0] if kind == "CMD-SHELL" else shlex.join(rest)
-    return ["--health-cmd", line, "--health-interval", _seconds(check.interval),
+    return ["--health-cmd", rest[0], "--health-interval", _seconds(check.interval),
             "--health-timeout", _seconds(check.timeout), "--health-retries", str(check.retries),
             "--health-start-period", _seconds(check.start_period)]
 

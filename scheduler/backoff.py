@@ -27,6 +27,7 @@ class Failure:
     count: int
     not_before: float
     message: str
+    spec: str = ""            # the spec digest a failed start was for
 
 
 def _place_delay(count):
@@ -43,9 +44,9 @@ class Backoffs:
         self.crash = {}          # (service, slot) -> Failure
         self.seen_exits = set()  # container ids whose exit was counted
 
-    def place_failed(self, key, now, message):
+    def place_failed(self, key, now, message, spec=""):
         count = self.place[key].count + 1 if key in self.place else 1
-        failure = Failure(count, now + _place_delay(count), message)
+        failure = Failure(count, now + _place_delay(count), message, spec)
         self.place[key] = failure
         return failure
 
@@ -99,8 +100,8 @@ class Backoffs:
         return exits
 
     def place_messages(self):
-        """(service, slot) -> why its last start failed."""
-        return {key: f.message for key, f in self.place.items()}
+        """(service, slot) -> (the spec digest, why its last start failed)."""
+        return {key: (f.spec, f.message) for key, f in self.place.items()}
 
     def until(self):
         """(service, slot) -> time before which the slot gets no new container."""

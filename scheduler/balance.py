@@ -24,12 +24,13 @@ from collections import Counter, defaultdict
 from model import Action, DELETE
 
 
-def balance(services, containers, eligible, budget):
+def balance(services, containers, eligible, budget, allowed=lambda service, node: True):
     """-> [replace Action], at most `budget`, that even out the totals.
 
     services: the desired Service records; containers: those that run now,
     one per slot of a live service, on `eligible` nodes (ready, undrained)
     and of the current spec. Containers elsewhere are not counted.
+    allowed(service name, node): may the service run there (constraints).
     """
     live = {s.name: s for s in services if s.state != DELETE}
     mine = [c for c in containers
@@ -42,7 +43,7 @@ def balance(services, containers, eligible, budget):
         counts[c.service][c.node] += 1
     moves, moved = [], set()
     while len(moves) < budget:
-        move = _one_move([c for c in mine if c.service in always], totals, counts, moved)
+        move = _one_move([c for c in mine if c.service in always], totals, counts, moved, allowed)
         if move is None:
             break
         c, dst = move
@@ -55,7 +56,7 @@ def balance(services, containers, eligible, budget):
     return moves
 
 
-def _one_move(mine, totals, counts, moved):
+def _one_move(mine, totals, counts, moved, allowed):
     """(container, destination) for the most uneven pair of nodes that has a
     movable container, or None when the totals are even (or nothing moves)."""
     by_total = sorted(totals, key=lambda n: (totals[n], n))
@@ -63,18 +64,18 @@ def _one_move(mine, totals, counts, moved):
         for dst in by_total:
             if totals[src] - totals[dst] < 2:
                 break
-            c = _movable(mine, counts, moved, src, dst)
+            c = _movable(mine, counts, moved, src, dst, allowed)
             if c is not None:
                 return c, dst
     return None
 
 
-def _movable(mine, counts, moved, src, dst):
+def _movable(mine, counts, moved, src, dst, allowed):
     """The container on src whose service gains the most evenness by leaving
     for dst (then by name, highest slot), or None."""
     def fits(c):
         n = counts[c.service]
-        return c.node == src and c.id not in moved and n[src] > n[dst]
+        return c.node == src and c.id not in moved and n[src] > n[dst] and allowed(c.service, dst)
     candidates = [c for c in mine if fits(c)]
     if not candidates:
         return None

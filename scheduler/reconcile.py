@@ -28,11 +28,12 @@ action per slot, moves) over a `Spread` (scheduler/place.py): the counts per
 node as the round plans them. A `replace` says itself whether it stops first
 (`Action.stop_first`). docs/design.md, The reconcile flow, tells the whole round.
 """
+import dataclasses
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from model import Action, Plan, PAUSED, READY, SUSPECT, UNKNOWN, DELETE
-from scheduler import rollout
+from scheduler import constraints, rollout
 from scheduler.balance import balance
 from scheduler.place import Spread, spread_ok
 
@@ -49,9 +50,24 @@ class Round:
     max_moves: int = 1
     wall: float = 0.0                                 # seconds since the epoch (rollouts' watches)
     place_failures: dict = field(default_factory=dict)   # (service, slot) -> why its last start failed
+    node_labels: dict = field(default_factory=dict)   # node -> its labels (placement constraints)
 
     def __post_init__(self):
         self.eligible = sorted(n for n, s in self.node_status.items() if s == READY and n not in self.drained)
+        self.everywhere = self.eligible               # eligible for a service without constraints
+
+    def for_service(self, service):
+        """The round as `service` sees it: a node that fails its constraints
+        is drained for it (nothing new goes there, its containers move)."""
+        if not service.constraints:
+            return self
+        unfit = constraints.unfit(service.constraints, {n: self.node_labels.get(n, {}) for n in self.node_status})
+        view = dataclasses.replace(self, drained=self.drained | unfit)
+        view.everywhere = self.eligible
+        return view
+
+    def fits(self, service, node):
+        return constraints.satisfies(service.constraints, node, self.node_labels.get(node, {}))
 
     def ready(self, node):
         return self.node_status.get(node) == READY
@@ -61,13 +77,15 @@ class Round:
 
 
 def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, pending=None,
-              drained=frozenset(), ready_since=None, removing_nodes=frozenset(), wall=0.0, place_failures=None):
+              drained=frozenset(), ready_since=None, removing_nodes=frozenset(), wall=0.0, place_failures=None,
+              node_labels=None):
     """backoff: (service, slot) -> time before which no new try is made.
     pending: (service, slot) -> node, changes still under way for those slots.
     removing_nodes: nodes where removals are still under way.
-    wall, place_failures: what rolling updates judge by (scheduler/rollout.py)."""
+    wall, place_failures: what rolling updates judge by (scheduler/rollout.py).
+    node_labels: node -> labels, what placement constraints match."""
     r = Round(node_status, now, backoff or {}, pending or {}, frozenset(drained), ready_since or {}, max_moves,
-              wall, place_failures or {})
+              wall, place_failures or {}, node_labels or {})
     unknown = sorted(n for n, s in node_status.items() if s == UNKNOWN)
     if unknown:
         return Plan(tuple(Action("keep", s.name, reason=f"waiting for first probe of {', '.join(unknown)}")
@@ -86,7 +104,7 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         if service.state == DELETE:
             actions += [_stop(c, "service deleted") for c in mine if r.ready(c.node)]
             continue
-        mine_actions, verdict = _reconcile_service(service, mine, r, totals)
+        mine_actions, verdict = _reconcile_service(service, mine, r.for_service(service), totals)
         actions += mine_actions
         if verdict is not None:
             verdicts.append((service.name, service.version, verdict))
@@ -94,7 +112,9 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         if name not in owned:
             actions += [_stop(c, "no service owns it") for c in containers if r.ready(c.node)]
     if _quiet(actions, r, removing_nodes) and not any(s.rolling for s in services):
-        actions += balance(services, _settled(services, visible, r), r.eligible, r.max_moves)
+        fits = {s.name: s for s in services}
+        actions += balance(services, _settled(services, visible, r), r.eligible, r.max_moves,
+                           allowed=lambda name, node: r.fits(fits[name], node))
     return Plan(tuple(_surplus_first(actions, removing_nodes)), tuple(verdicts))
 
 
@@ -148,7 +168,7 @@ def _reconcile_service(service, mine, r, totals):
     turn = _Turns(service, keepers, in_flight, r)
     slots, changing = _slot_actions(service, keepers, in_flight, r, spread, digest, turn)
     busy = set(in_flight) | changing | {slot for slot in keepers if r.waiting(service.name, slot)}
-    actions = stops + slots + _moves(service, keepers, spread, r, busy, r.max_moves - len(in_flight))
+    actions = stops + slots + _moves(service, keepers, spread, r, busy, r.max_moves - len(in_flight), turn.held)
     under_way = len(in_flight) + sum(1 for a in actions if a.kind != "keep")
     return actions, rollout.verdict(service, turn.progress, under_way)
 
@@ -199,6 +219,7 @@ class _Turns:
         self.left = rollout.budget(service, self.progress, len(in_flight), r.wall)
         known = set(service.rollout.failed) if service.rollout else set()
         self.judged = {s for s in self.progress.failed if s not in known} if service.rolling else set()
+        self.held = set()               # slots of an older spec waiting for their turn
         self.service = service
 
     def take(self):
@@ -229,7 +250,7 @@ def _slot_actions(service, keepers, in_flight, r, spread, digest, turn):
             reason = "running" if keeper.running else f"{keeper.status}, restart={service.spec.restart}"
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, reason))
         elif why == SPEC_CHANGED and not turn.take():
-            changing.add(slot)
+            turn.held.add(slot)
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, turn.waiting()))
         else:
             changing.add(slot)
@@ -246,10 +267,10 @@ def _change_needed(service, keeper, digest):
         return "slot empty"
     if not keeper.running and _restarts(service.spec.restart, keeper.exit_code):
         return f"container {keeper.status} (exit {keeper.exit_code})"
-    if keeper.spec != digest:
-        return SPEC_CHANGED
     if keeper.unhealthy:
         return "container unhealthy"
+    if keeper.spec != digest:
+        return SPEC_CHANGED
     return None
 
 
@@ -260,7 +281,9 @@ def _change(service, slot, keeper, why, r, spread, digest):
                       "backing off after failures")
     node = _target(keeper, r, spread, keeper is not None and _holds(keeper, service, digest, r))
     if node is None:
-        return Action("keep", service.name, slot, reason="no eligible node")
+        reason = constraints.why_not(service.constraints, r.node_labels, r.everywhere) if service.constraints \
+            else "no eligible node"
+        return Action("keep", service.name, slot, reason=reason)
     if keeper is None:
         return Action("place", service.name, slot, node, reason=why)
     return _replace(service, slot, node, keeper, why)
@@ -291,12 +314,15 @@ def _replace(service, slot, node, old, why):
     return Action("replace", service.name, slot, node, old, why, stop_first=stop_first)
 
 
-def _moves(service, keepers, spread, r, busy, budget):
+def _moves(service, keepers, spread, r, busy, budget, held=frozenset()):
     """Start-first moves, at most `budget`: off drained nodes first, then
-    fullest -> emptiest. Slots in `busy` stay where they are."""
+    fullest -> emptiest. Slots in `busy` stay where they are; `held` slots
+    (an older spec waiting for the rollout's turn) leave drained nodes (a
+    drain does not wait for a rollout, nor for a paused one) but are never
+    moved only to even out the spread."""
     drains = _drain_moves(service, keepers, spread, r, busy, budget)
     moved = {a.slot for a in drains}
-    return drains + _rebalance_moves(service, keepers, spread, r, busy | moved, budget - len(drains))
+    return drains + _rebalance_moves(service, keepers, spread, r, busy | moved | set(held), budget - len(drains))
 
 
 def _drain_moves(service, keepers, spread, r, busy, budget):
@@ -333,9 +359,13 @@ def _rebalance_moves(service, keepers, spread, r, busy, budget):
     return moves
 
 
-def converged(service, observed, node_status, drained=frozenset()):
+def converged(service, observed, node_status, drained=frozenset(), node_labels=None):
     """True when every slot has exactly one running container of the current
-    spec on a live, undrained node, nothing extra runs and the spread is even."""
+    spec on a live, undrained node that fits the service's constraints,
+    nothing extra runs and the spread is even."""
+    if service.constraints:
+        drained = frozenset(drained) | constraints.unfit(
+            service.constraints, {n: (node_labels or {}).get(n, {}) for n in node_status})
     digest = service.spec.digest()
     mine = [c for c in observed if c.service == service.name and node_status.get(c.node) in (READY, SUSPECT)]
     if service.state == DELETE:

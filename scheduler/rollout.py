@@ -7,10 +7,12 @@ runs an older spec is replaced only within the budget: `parallelism` slots
 at a time (0: all), counting the changes under way and the new containers
 still watched; no new batch before `delay` has passed since the last new
 container passed its watch. A new container passes its watch once it has
-run `monitor` seconds and is healthy (or has no health check). Watched or
-not, while the rollout runs a new container that exits with a non-zero
-code or turns unhealthy, or a slot whose new container cannot be started,
-is a failure of the rollout; more failures than `max_failure_ratio` of the
+run `monitor` seconds and is healthy (or has no health check); a job's
+(restart `on-failure` or `never`) also once it exited with code 0. Watched
+or not, while the rollout runs a new container that exits (with any code
+when the service restarts `always`, else with a non-zero one) or turns
+unhealthy, or a start of the new spec that failed (its container may be
+left `created`), is a failure of the rollout; more failures than `max_failure_ratio` of the
 replicas trigger the `failure_action`: roll back, pause (no slot changes
 until the next change of spec), or continue. A paused service changes no
 slot of an older spec. Places into empty slots are never held back.
@@ -41,34 +43,36 @@ class Verdict:
 
 def progress(service, keepers, wall, place_failures=None):
     """keepers: slot -> the container that holds it; place_failures: slot ->
-    why its last start failed."""
+    (spec digest, why its last start failed); only those of the current spec count."""
     config, digest = service.rollout_config, service.spec.digest()
     groups = {"updated": set(), "watched": set(), "old": set(), "empty": set()}
     failed, last = {}, 0.0
     for slot in range(1, service.replicas + 1):
         c = keepers.get(slot)
-        if (place_failures or {}).get(slot) and (c is None or c.spec != digest):
-            failed[slot] = f"its new container could not start: {place_failures[slot]}"
+        spec, message = (place_failures or {}).get(slot, ("", ""))
+        if spec == digest and (c is None or c.spec != digest or c.status == "created"):
+            failed[slot] = f"its new container could not start: {message}"
         elif c is None:
             groups["empty"].add(slot)
         elif c.spec != digest:
             groups["old"].add(slot)
-        elif (why := _failure(c)) is not None:
+        elif (why := _failure(c, service.spec.restart)) is not None:
             failed[slot] = f"{c.name} on {c.node} {why}"
         else:
             started = parse_time(c.started_at)
-            passed = c.running and c.health in ("", "healthy") and started is not None \
-                and wall - started >= config.monitor
+            done = not c.running and c.status != "created"           # a job that exited 0
+            passed = done or (c.running and c.health in ("", "healthy") and started is not None
+                              and wall - started >= config.monitor)
             groups["updated" if passed else "watched"].add(slot)
-            if passed:
+            if passed and started is not None:
                 last = max(last, started + config.monitor)
     return Progress(**{k: frozenset(v) for k, v in groups.items()}, failed=failed, last_passed=last)
 
 
-def _failure(c):
+def _failure(c, restart):
     if c.unhealthy:
         return "turned unhealthy" + (f": {c.health_log}" if c.health_log else "")
-    if not c.running and c.status != "created" and c.exit_code != 0:
+    if not c.running and c.status != "created" and (c.exit_code != 0 or restart == "always"):
         return f"exited with code {c.exit_code}"
     return None
 
@@ -97,15 +101,15 @@ def verdict(service, p, in_flight):
     config = service.rollout_config
     new = {slot: why for slot, why in sorted(p.failed.items()) if slot not in rollout.failed}
     if new:
-        failed = tuple(sorted(set(rollout.failed) | set(new)))
+        failed = tuple(sorted({s for s in rollout.failed if s <= service.replicas} | set(new)))
         slot, why = next(iter(new.items()))
         reason = f"slot {slot}: {why}"
         if len(failed) > config.max_failure_ratio * service.replicas and config.failure_action != "continue":
             kind = "rollback" if config.failure_action == "rollback" else "paused"
             state = ROLLING_BACK if kind == "rollback" else PAUSED
-            return Verdict(kind, Rollout(state, reason, failed, rollout.started_at))
-        return Verdict("failed", Rollout(rollout.state, reason, failed, rollout.started_at))
+            return Verdict(kind, Rollout(state, reason, failed, rollout.started_at, rollout.version))
+        return Verdict("failed", Rollout(rollout.state, reason, failed, rollout.started_at, rollout.version))
     if not p.old and not p.watched and not p.empty and not in_flight:
         state = ROLLED_BACK if rollout.state == ROLLING_BACK else COMPLETED
-        return Verdict("done", Rollout(state, rollout.reason, rollout.failed, rollout.started_at))
+        return Verdict("done", Rollout(state, rollout.reason, rollout.failed, rollout.started_at, rollout.version))
     return None

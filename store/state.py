@@ -41,7 +41,8 @@ def _service(doc):
                    update=UpdateConfig.from_dict(doc.get("update")),
                    rollback=UpdateConfig.from_dict(doc.get("rollback"), ROLLBACK_DEFAULTS),
                    previous=ServiceSpec.from_dict(doc["previous"]) if doc.get("previous") else None,
-                   rollout=Rollout.from_dict(doc.get("rollout")))
+                   rollout=Rollout.from_dict(doc.get("rollout")),
+                   constraints=tuple(doc.get("constraints") or ()))
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ class Store:
             kept = self._cache.services.get(name)
             return copy.deepcopy(kept[0]) if kept else None
 
-    def create_service(self, name, spec, replicas, now, update=UpdateConfig(), rollback=ROLLBACK_DEFAULTS):
+    def create_service(self, name, spec, replicas, now, update=UpdateConfig(), rollback=ROLLBACK_DEFAULTS,
+                       constraints=()):
         with self.lock:
             existing = self._services.get(Query().name == name)
             if existing and existing["state"] == DELETE:
@@ -136,25 +138,29 @@ class Store:
                 raise Conflict(f"service {name!r} already exists")
             self._services.insert({"name": name, "spec": spec.to_dict(), "replicas": replicas,
                                    "version": 1, "state": NEW, "created_at": now, "updated_at": now,
-                                   "update": update.to_dict(), "rollback": rollback.to_dict()})
+                                   "update": update.to_dict(), "rollback": rollback.to_dict(),
+                                   "constraints": list(constraints)})
             self._bump()
             return self.service(name)
 
-    def update_service(self, name, spec, replicas, now, update=None, rollback=None):
+    def update_service(self, name, spec, replicas, now, update=None, rollback=None, constraints=None):
         """A change of spec keeps the spec before it (`previous`) and starts a
-        rollout; replicas and update settings change without one."""
+        rollout; replicas, constraints and update settings change without one."""
         with self.lock:
             current = self._require(name)
             if current.state == DELETE:
                 raise Conflict(f"service {name!r} is being deleted")
             update, rollback = update or current.update, rollback or current.rollback
-            if (current.spec, current.replicas, current.update, current.rollback) == (spec, replicas, update,
-                                                                                      rollback):
+            constraints = current.constraints if constraints is None else tuple(constraints)
+            if (current.spec, current.replicas, current.update, current.rollback, current.constraints) == (
+                    spec, replicas, update, rollback, constraints):
                 return current
             fields = {"spec": spec.to_dict(), "replicas": replicas, "state": NEW, "version": current.version + 1,
-                      "updated_at": now, "update": update.to_dict(), "rollback": rollback.to_dict()}
+                      "updated_at": now, "update": update.to_dict(), "rollback": rollback.to_dict(),
+                      "constraints": list(constraints)}
             if spec != current.spec:
-                fields.update(previous=current.spec.to_dict(), rollout=Rollout(UPDATING, started_at=now).to_dict())
+                fields.update(previous=current.spec.to_dict(),
+                              rollout=Rollout(UPDATING, started_at=now, version=current.version + 1).to_dict())
             self._services.update(fields, Query().name == name)
             self._bump()
             return self.service(name)
@@ -173,18 +179,20 @@ class Store:
                 raise Conflict(f"service {name!r} has no previous spec to roll back to")
             self._services.update({"spec": current.previous.to_dict(), "previous": current.spec.to_dict(),
                                    "state": NEW, "version": current.version + 1, "updated_at": now,
-                                   "rollout": Rollout(ROLLING_BACK, reason, started_at=now).to_dict()},
+                                   "rollout": Rollout(ROLLING_BACK, reason, started_at=now,
+                                                      version=current.version + 1).to_dict()},
                                   Query().name == name)
             self._bump()
             return self.service(name)
 
     def set_rollout(self, name, version, rollout):
         """The loop's verdict on the rollout of `version` (a replicated change);
-        nothing when the service moved on meanwhile."""
+        Conflict when the service moved on meanwhile."""
         with self.lock:
-            if self._services.update({"rollout": rollout.to_dict()},
-                                     (Query().name == name) & (Query().version == version)):
-                self._bump()
+            if not self._services.update({"rollout": rollout.to_dict()},
+                                         (Query().name == name) & (Query().version == version)):
+                raise Conflict(f"service {name!r} is not at v{version} any more")
+            self._bump()
 
     def mark_delete(self, name, now):
         with self.lock:

@@ -56,8 +56,8 @@ class Desired:
 
     def changed_service(self, current, body):
         """The ServiceRequest of `current` changed by a PATCH body; Invalid with every bad field."""
-        base = {"spec": current.spec.to_dict(), "replicas": current.replicas,
-                "update": current.update.to_dict(), "rollback": current.rollback.to_dict()}
+        base = {"spec": current.spec.to_dict(), "replicas": current.replicas, "update": current.update.to_dict(),
+                "rollback": current.rollback.to_dict(), "constraints": list(current.constraints)}
         return service_request(body, len(self.members()), base=base,
                                seal=lambda key, value: self._vault.reseal(current.spec.secrets, key, value))
 
@@ -86,13 +86,14 @@ class Desired:
                     and self._vault.same(current.spec, spec):
                 return current, False
             return self._store.create_service(name, spec, replicas, self._now_iso(), request.update,
-                                              request.rollback), True
+                                              request.rollback, request.constraints), True
         return self._committed(create_or_same, "created", f"service {name} v1: {replicas} x {spec.image}",
                                service=name)
 
     def update(self, name, request):
         return self._committed(lambda: self._store.update_service(name, request.spec, request.replicas,
-                                                                  self._now_iso(), request.update, request.rollback),
+                                                                  self._now_iso(), request.update, request.rollback,
+                                                                  request.constraints),
                                "updated", f"service {name}: {request.replicas} x {request.spec.image}", service=name)
 
     def rollback(self, name):

@@ -97,3 +97,16 @@ def test_a_rollback_asked_for_returns_to_the_previous_image(engines):
     assert {c["spec"] for c in view["containers"]} == {"current"}
     refused = cli("service", "rollback", "nothere")
     assert refused.returncode != 0 and "no service named 'nothere'" in refused.stderr
+
+
+def test_an_update_to_an_image_that_exits_at_once_pauses_when_told_to_and_the_cli_says_so(engines):
+    create("web", 4, update={"monitor": 1})
+    r = cli("service", "update", "web", "--image", "bicycle/demo:crash", "--failure-action", "pause")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "the update of service web ended paused: slot 1:" in r.stderr and "exited with code 1" in r.stderr
+    assert "update: paused" in r.stdout
+    live = sorted((int(c.labels["bicycle.slot"]), c.attrs["Config"]["Image"])
+                  for cs in engines.containers("web").values() for c in cs)
+    assert [row for row in live if row[0] != 1] == [(2, "bicycle/demo:1"), (3, "bicycle/demo:1"),
+                                                     (4, "bicycle/demo:1")], live
+    assert rollout("web")["state"] == "paused"

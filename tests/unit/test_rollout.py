@@ -150,11 +150,37 @@ def test_continue_records_failures_within_the_ratio_and_the_update_goes_on():
     assert (verdict.kind, verdict.rollout.failed) == ("rollback", (1, 2, 3, 4))
 
 
-def test_a_new_container_that_cannot_start_is_a_failure():
+def test_a_new_container_that_cannot_start_is_a_failure_and_an_old_specs_failure_is_not():
     service = rolling(parallelism=1)
-    plan = plan_at(service, old_containers(), T0, place_failures={("web", 1): "No such image: demo:2"})
+    plan = plan_at(service, old_containers(), T0, place_failures={("web", 1): (V2.digest(), "No such image: demo:2")})
     [(_, _, verdict)] = plan.verdicts
     assert verdict.kind == "rollback" and "could not start: No such image: demo:2" in verdict.rollout.reason
+    # stop-first: the slot is empty, or holds the container the failed start left `created`
+    left = [box(1, "n1", V2, T0, status="created")] + old_containers()[1:]
+    for observed in (old_containers()[1:], left):
+        plan = plan_at(service, observed, T0, place_failures={("web", 1): (V2.digest(), "port is already allocated")})
+        assert [v.kind for _, _, v in plan.verdicts] == ["rollback"]
+    # a start that failed under the spec before (v1) is not the new spec's failure
+    plan = plan_at(service, old_containers()[1:], T0, place_failures={("web", 1): (V1.digest(), "port taken")})
+    assert not plan.verdicts and (1, "place") in {(a.slot, a.kind) for a in plan.changes}
+
+
+@pytest.mark.parametrize("restart, code, kind", [("on-failure", 0, "done"), ("never", 0, "done"),
+                                                 ("on-failure", 2, "rollback"), ("always", 0, "rollback")])
+def test_a_job_that_exits_0_passes_and_any_other_exit_fails(restart, code, kind):
+    job = Service("web", ServiceSpec(image="demo:2", restart=restart), 1, version=2, previous=V1,
+                  rollout=Rollout(UPDATING))
+    observed = [box(1, "n1", job.spec, T0, status="exited", exit_code=code)]
+    assert [v.kind for _, _, v in plan_at(job, observed, T0 + 1).verdicts] == [kind]
+
+
+def test_a_drain_does_not_wait_for_a_paused_rollout_and_an_unhealthy_old_replica_is_replaced():
+    paused = rolling(state=PAUSED, failed=(1,), parallelism=1)
+    observed = old_containers()
+    observed[2] = Container(**dict(observed[2].__dict__, health="unhealthy"))      # slot 3 on n3
+    plan = reconcile([paused], observed, NODES, now=T0, wall=T0, drained={"n1"}, max_moves=2)
+    changes = {(a.slot, a.reason) for a in plan.changes}
+    assert changes == {(1, "node n1 drained"), (4, "node n1 drained"), (3, "container unhealthy")}, changes
 
 
 def test_no_new_batch_before_the_delay_after_the_last_one_passed():
@@ -177,3 +203,9 @@ def test_an_unhealthy_container_outside_an_update_is_replaced_where_it_is():
     observed[1] = Container(**dict(observed[1].__dict__, health="unhealthy"))
     [change] = plan_at(service, observed, T0).changes
     assert (change.kind, change.slot, change.node, change.reason) == ("replace", 2, "n2", "container unhealthy")
+
+
+def test_slots_waiting_for_their_turn_are_not_moved_to_even_the_spread():
+    paused = rolling(state=PAUSED, failed=(1,), parallelism=1)
+    observed = [box(slot, "n1" if slot <= 3 else "n2", V1, T0 - 100) for slot in range(1, 7)]
+    assert not plan_at(paused, observed, T0).changes          # n3 is empty, but moving would update

@@ -55,11 +55,13 @@ def test_every_bad_field_is_named_with_the_spec_errors():
         "rollback.failure_action", "update.delay", "update.failure_action", "update.max_failure_ratio",
         "update.monitor", "update.order", "update.parallelism", "update.speed"]
     assert fields(body(update="fast", healthcheck="curl")) == ["healthcheck", "update"]
+    assert fields(body(healthcheck={"test": ["CMD", "curl", "-f", "http://x/"]})) == ["healthcheck.test"]
+    assert fields(body(healthcheck={"test": "true", "interval": "500us"})) == ["healthcheck.interval"]
 
 
 def test_a_patch_changes_only_the_settings_it_names():
     stored = service_request(body(update={"parallelism": 2, "monitor": 1},
-                                  healthcheck={"test": ["CMD", "true"], "interval": 1}), NODES)
+                                  healthcheck={"test": ["CMD-SHELL", "true"], "interval": 1}), NODES)
     base = {"spec": stored.spec.to_dict(), "replicas": 3, "update": stored.update.to_dict(),
             "rollback": stored.rollback.to_dict()}
     patched = service_request({"update": {"delay": "3s"}}, NODES, base=base)
