@@ -215,14 +215,17 @@ def _print_service(svc):
 @click.option("--cmd", default=None, help="Command to run, split like a shell would.")
 @click.option("--secret", "-s", "secret", multiple=True,
               help="NAME (value from the environment variable NAME) or NAME=@FILE, repeatable.")
+@click.option("--constraint", "constraint", multiple=True,
+              help="Placement: node.labels.K==V, node.labels.K!=V, node.name==N or node.name!=N, repeatable.")
 @click.option("--no-wait", is_flag=True, help="Answer at once instead of waiting until converged.")
 @update_options
 @click.pass_context
-def service_create(ctx, name, image, replicas, env, publish, label, restart, pull, cmd, secret, no_wait, rollout):
+def service_create(ctx, name, image, replicas, env, publish, label, restart, pull, cmd, secret, constraint, no_wait,
+                   rollout):
     """Create a service and wait until it runs."""
     body = {"name": name, "image": image, "replicas": replicas, "restart": restart, "pull": pull,
             "env": _pairs(env, "--env"), "labels": _pairs(label, "--label"), "ports": list(publish),
-            "secrets": _secrets(secret), **update_body(rollout)}
+            "secrets": _secrets(secret), "constraints": list(constraint), **update_body(rollout)}
     if cmd is not None:
         body["command"] = cmd
     code, svc = _call(ctx, "POST", "/service", body, _waiting(no_wait))
@@ -265,15 +268,19 @@ def service_scale(ctx, name, replicas, no_wait):
 @click.option("--image", default=None)
 @click.option("--secret", "-s", "secret", multiple=True,
               help="Replace the secrets: NAME (from the environment) or NAME=@FILE, repeatable.")
+@click.option("--constraint", "constraint", multiple=True,
+              help="Replace the placement constraints (node.labels.K==V, ...), repeatable.")
+@click.option("--no-constraints", is_flag=True, help="Drop every placement constraint.")
 @click.option("--no-wait", is_flag=True)
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the rollout.")
 @update_options
 @click.pass_context
-def service_update(ctx, name, image, secret, no_wait, timeout, rollout):
+def service_update(ctx, name, image, secret, constraint, no_constraints, no_wait, timeout, rollout):
     """Change a service's image, secrets, health check or update settings.
     A change of what its containers run rolls over the slots under the
     update settings, and rolls back by itself when the new ones fail."""
-    body = {k: v for k, v in {"image": image, "secrets": _secrets(secret) if secret else None}.items()
+    body = {k: v for k, v in {"image": image, "secrets": _secrets(secret) if secret else None,
+                              "constraints": [] if no_constraints else list(constraint) or None}.items()
             if v is not None}
     body.update(update_body(rollout, lambda: _call(ctx, "GET", f"/service/{_segment(name)}")[1]["spec"]
                             .get("healthcheck")))

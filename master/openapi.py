@@ -1,5 +1,6 @@
 """The OpenAPI 3.0 description of the REST API, served at /openapi.json."""
 from master import validate, validate_update
+from scheduler import constraints
 from master.inventory import HOST, USER
 from model import FAILURE_ACTIONS, NODE_STATUSES, PULL_POLICIES, RESTART_POLICIES, UPDATE_ORDERS
 
@@ -55,6 +56,9 @@ def _update(actions, what):
 
 
 ROLLOUT_FIELDS = {
+    "constraints": {"type": "array", "maxItems": validate.MAX_ITEMS,
+                    "items": {"type": "string", "pattern": _pattern(constraints.CONSTRAINT), "example": "node.labels.zone==a"},
+                    "description": "placement: node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.name==N, node.name!=N"},
     "update": _update(FAILURE_ACTIONS, "how a change of spec rolls over the slots, and what a failure does"),
     "rollback": _update(("pause", "continue"), "how a rollback rolls"),
 }

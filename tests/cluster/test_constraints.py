@@ -1,0 +1,47 @@
+"""Placement constraints against the engines: a service constrained to a
+label runs only on the nodes that carry it; relabelling the nodes (through
+the API, as `node label` does) moves its containers start-first to the nodes
+that fit now; a service that fits nowhere runs nothing and says why."""
+import pytest
+
+from conftest import api, wait_for
+from sampling import Sampler, listing
+from test_heal import create
+
+pytestmark = pytest.mark.usefixtures("clean")
+NODES = ("node1", "node2", "node3")
+
+
+@pytest.fixture
+def labelled():
+    def label(**zones):
+        for node in NODES:
+            r = api("PATCH", f"/nodes/{node}", {"labels": {"zone": zones[node]} if node in zones else {}})
+            assert r.status_code == 200, r.text
+    yield label
+    label()                                   # the sandbox's nodes as they were: no labels
+
+
+def nodes_of(engines, service):
+    return sorted(c_node for c_node, cs in engines.containers(service).items() for _ in cs)
+
+
+def test_a_constrained_service_follows_the_labels_and_one_that_fits_nowhere_says_why(engines, labelled):
+    labelled(node1="a", node2="a", node3="b")
+    create("db", 4, constraints=["node.labels.zone==a"])
+    assert nodes_of(engines, "db") == ["node1", "node1", "node2", "node2"]
+    with Sampler(lambda: listing(engines, "db"), every=0.2) as watch:
+        labelled(node1="a", node2="b", node3="a")
+        wait_for(lambda: nodes_of(engines, "db") == ["node1", "node1", "node3", "node3"], 60)
+    running = [sum(1 for cs in s.values() for _, state, _ in cs.values() if state == "running") for s in watch.samples]
+    assert len(running) >= 5 and min(running) >= 4, running
+    r = api("POST", "/service", {"name": "nowhere", "image": "bicycle/demo:1", "replicas": 1,
+                                 "constraints": ["node.labels.zone==a", "node.labels.disk==hdd"]},
+            params={"wait": "false"})
+    assert r.status_code == 202, r.text
+    wait_for(lambda: any("node.labels.disk==hdd rules out node1, node2, node3" in (a["reason"] or "")
+                         for a in api("GET", "/service/nowhere").json()["plan"]), 20)
+    assert nodes_of(engines, "nowhere") == []
+    bad = api("POST", "/service", {"name": "bad", "image": "bicycle/demo:1", "replicas": 1,
+                                   "constraints": ["zone==a"]})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "constraints.0"
