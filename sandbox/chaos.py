@@ -237,11 +237,27 @@ class Nemesis:
                        self.pause_service_replicas, via=leader[0])
         if status not in (200, 201, 202):
             write(r.client, r.history, "scale", "pz", self.pause_service_replicas, via=leader[0])
-        time.sleep(0.1)
+        self._wait_in_flight(leader[0], "pz", timeout=3.0)
         r.masters.signal(leader[0], signal.SIGSTOP)
         r.history.add("paused", master=leader[0], epoch=leader[1])
         time.sleep(2 * r.ttl)
         r.masters.signal(leader[0], signal.SIGCONT)
+
+    def _wait_in_flight(self, name, service, timeout):
+        """Until master `name`'s last plan for `service` starts or awaits a
+        change (whose fenced command then waits send_delay before it goes),
+        at most `timeout` s: a fixed pause missed it on a loaded machine."""
+        r = self.run
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                plan = r.client.http.get(f"{r.masters.url(name)}/service/{service}", timeout=1).json().get("plan") or []
+            except (requests.RequestException, ValueError):
+                plan = []
+            if any(a.get("kind") != "keep" or a.get("reason") == "change in progress" for a in plan):
+                return True
+            time.sleep(0.02)
+        return False
 
     def cut(self):
         r = self.run

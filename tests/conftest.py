@@ -5,7 +5,9 @@ and keeps the run going alone (longest first keeps the slowest worker close
 to a third of the total)."""
 import os
 
-LONGEST_FIRST = ("test_load_health.py", "test_failover.py", "test_crash.py", "test_fuzz.py", "test_members_ha.py",
+# The load test first; next to it the long files that time nothing (kill -9, fuzz), then the
+# ones that measure failover while the load test may still run.
+LONGEST_FIRST = ("test_load_health.py", "test_crash.py", "test_fuzz.py", "test_failover.py", "test_members_ha.py",
                  "test_heal.py", "test_chaos.py", "test_rolling.py", "test_members.py", "test_order.py")
 
 
