@@ -32,3 +32,4 @@ bench: setup
 	$(PY) bench/failover.py --ttl 2 --quiet 300
 	$(PY) bench/chaos.py --minutes 5
 	$(PY) bench/renew.py
+	$(PY) bench/rollout.py

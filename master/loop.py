@@ -219,6 +219,7 @@ class Loop(threading.Thread):
         except Exception as e:
             self.events.record("error", f"{action.kind} {action.service}.{action.slot}: {e}", service=action.service)
         finally:
+            self.obs.list_soon(action.node)
             with self.lock:
                 self.action_ended[action.node] = self.clock()
                 if action.kind != "stop":

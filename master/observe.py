@@ -142,6 +142,7 @@ class Observation:
         self.lock = threading.Lock()       # small: records and copies only
         self.changed = Signal()            # raised after `lock` is released
         self.generation = 0                # moves on every change that matters to the plan
+        self.wanted = {}                   # node -> Event: a listing is wanted before the next interval
 
     def condition(self):
         """A new condition for a user of the observation (the loop's lock):
@@ -202,6 +203,17 @@ class Observation:
         with self._recording():
             if self.nodes.pop(name, None) is not None:
                 self._bump()
+        self.list_soon(name)               # its prober wakes and sees it is stopped
+
+    def listing_wanted(self, node):
+        """The Event a node's prober waits on between listings."""
+        with self.lock:
+            return self.wanted.setdefault(node, threading.Event())
+
+    def list_soon(self, node):
+        """Ask for a listing of `node` before its next interval (an action there
+        ended: what it did, and the new container's health, show sooner)."""
+        self.listing_wanted(node).set()
 
     def _state(self, name):
         """The node's state (under the lock); a throwaway one for a node that left."""
@@ -330,6 +342,9 @@ def _in_background(name, fn, *args):
     return future
 
 
+MIN_GAP = 0.1        # seconds at least between two listings of one node
+
+
 class Prober(threading.Thread):
     """Probes one node forever: lists its containers every probe_interval and
     records the answer or the failure; while a listing is out, checks every
@@ -341,6 +356,7 @@ class Prober(threading.Thread):
         self.node, self.fleet, self.obs, self.stopping = node, fleet, observation, stopping
         self.wall_iso = wall_iso
         self.interval = observation.settings.probe_interval
+        self.wanted = observation.listing_wanted(node)
 
     @property
     def connection(self):
@@ -353,8 +369,17 @@ class Prober(threading.Thread):
             listed = self._watch(listing)
             # After a failure, try again within a second whatever the interval.
             pause = self.interval - (self.obs.clock() - started) if listed else min(self.interval, 1.0)
-            if self.stopping.wait(max(0.0, pause)):
+            if self._pause(max(0.0, pause)):
                 return
+
+    def _pause(self, seconds):
+        """Wait until the next listing: `seconds`, or less when one is wanted
+        sooner (never closer than MIN_GAP to the last); True when stopped."""
+        if self.stopping.wait(min(seconds, MIN_GAP)):
+            return True
+        self.wanted.wait(max(0.0, seconds - MIN_GAP))
+        self.wanted.clear()
+        return self.stopping.is_set()
 
     def _watch(self, listing):
         """Wait for the listing (True when the engine answered); each

@@ -340,6 +340,30 @@ def test_the_prober_checks_sshd_while_a_listing_is_out():
     assert not prober.is_alive()
 
 
+def test_a_listing_asked_for_comes_before_the_interval():
+    settings_ = dataclasses.replace(SETTINGS, probe_interval=1000.0)    # never, within the test
+    obs = Observation(["a"], settings_)
+    listings = []
+
+    class Counting(FakeConnection):
+        def run(self, argv, timeout=None, stdin=None):
+            if argv != ["true"]:
+                listings.append(argv)
+            return super().run(argv, timeout, stdin)
+    stopping = threading.Event()
+    prober = Prober("a", SimpleNamespace(connections={"a": Counting()}), obs, stopping, lambda: "w")
+    prober.start()
+    try:
+        assert _wait(lambda: len(listings) == 1)
+        obs.list_soon("a")                              # an action on node a ended
+        assert _wait(lambda: len(listings) == 2)
+    finally:
+        stopping.set()
+        obs.remove_node("a")                            # wakes the prober, which sees it is stopped
+        prober.join(BOUND)
+    assert not prober.is_alive()
+
+
 def _wait(predicate):
     done = threading.Event()
     for _ in range(BOUND * 20):
