@@ -60,6 +60,8 @@ class ServiceSpec:
     secrets: tuple = ()      # sorted (name, sealed value) pairs: never the plain value
     pull: str = "missing"    # when the engine pulls the image: missing, always, never
     healthcheck: Optional[Healthcheck] = None   # None: the image's own, if it has one
+    cpus: float = 0.0        # limit in CPUs (docker run --cpus); 0: none
+    memory: int = 0          # limit in bytes (docker run --memory); 0: none
 
     def to_dict(self) -> dict:
         d = {
@@ -76,6 +78,8 @@ class ServiceSpec:
             d["pull"] = self.pull
         if self.healthcheck is not None:
             d["healthcheck"] = self.healthcheck.to_dict()
+        if self.cpus or self.memory:        # absent without limits: older specs keep their digest
+            d["resources"] = {"limits": {k: v for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v}}
         return d
 
     def public_dict(self) -> dict:
@@ -97,6 +101,8 @@ class ServiceSpec:
             secrets=tuple(sorted((d.get("secrets") or {}).items())),
             pull=d.get("pull", "missing"),
             healthcheck=Healthcheck.from_dict(d["healthcheck"]) if d.get("healthcheck") else None,
+            cpus=float(((d.get("resources") or {}).get("limits") or {}).get("cpus", 0.0)),
+            memory=int(((d.get("resources") or {}).get("limits") or {}).get("memory", 0)),
         )
 
     def digest(self) -> str:

@@ -1,5 +1,5 @@
-"""The CLI options of rolling updates and health checks (service create and
-update), and the request body they make. Durations are seconds (a bare
+"""The CLI options of rolling updates, health checks and resource limits
+(service create and update), and the request body they make. Durations are seconds (a bare
 number) or strings such as 500ms, 10s, 1m30s."""
 import functools
 
@@ -27,6 +27,8 @@ OPTIONS = [
     ("--health-timeout", "healthcheck.timeout", str, "How long one check may take."),
     ("--health-retries", "healthcheck.retries", int, "Failures in a row that make it unhealthy."),
     ("--health-start-period", "healthcheck.start_period", str, "Grace time after start."),
+    ("--limit-cpu", "resources.limits.cpus", str, "CPU limit of each container (e.g. 0.5)."),
+    ("--limit-memory", "resources.limits.memory", str, "Memory limit of each container (e.g. 256m)."),
 ]
 
 
@@ -66,8 +68,11 @@ def update_body(rollout, current=lambda: None):
     for path, value in rollout.items():
         if value is None or value is False:
             continue
-        group, key = path.split(".")
-        body.setdefault(group, {})[key] = _seconds(value) if key in DURATIONS else value
+        *groups, key = path.split(".")
+        into = body
+        for group in groups:
+            into = into.setdefault(group, {})
+        into[key] = _seconds(value) if key in DURATIONS else value
     check = body.get("healthcheck")
     if check and not check.get("disable") and "test" not in check:
         stored = current()

@@ -78,6 +78,13 @@ SPEC_FIELDS = {
     "secrets": _mapping(validate.ENV_KEY, LINE,
                         description="NAME -> value, given to the containers as environment; shown masked"),
     "healthcheck": HEALTHCHECK,
+    "resources": {"type": "object", "additionalProperties": False,
+                  "description": "limits passed to the engine (reservations are not supported yet)",
+                  "properties": {"limits": {"type": "object", "additionalProperties": False, "properties": {
+                      "cpus": {"oneOf": [{"type": "number", "minimum": 0.01, "maximum": 1024}, {"type": "string"}],
+                               "example": 0.5},
+                      "memory": {"oneOf": [{"type": "integer", "minimum": 6291456}, {"type": "string"}],
+                                 "example": "256m"}}}}},
 }
 NAME = {"type": "string", "pattern": _pattern(validate.NAME)}
 

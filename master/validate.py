@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 
 from master.inventory import HOST, USER
-from master.validate_update import healthcheck, update_settings
+from master.validate_update import healthcheck, resources, update_settings
 from scheduler import constraints
 from model import NAME_PATTERN, PULL_POLICIES, ServiceSpec, Port, RESTART_POLICIES, UpdateConfig
 
@@ -25,7 +25,7 @@ MAX_STRING = 4096
 MAX_ITEMS = 100
 
 CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets", "pull",
-                 "healthcheck", "update", "rollback", "constraints"}
+                 "healthcheck", "update", "rollback", "constraints", "resources"}
 PATCH_FIELDS = CREATE_FIELDS - {"name"}
 
 
@@ -91,6 +91,7 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     if pull not in PULL_POLICIES:
         err("pull", f"must be one of {', '.join(PULL_POLICIES)}")
     check = healthcheck(merged.get("healthcheck"), err)
+    cpus, memory = resources(merged.get("resources"), err)
     if ports and isinstance(replicas, int) and replicas > max_per_node_nodes:
         err("replicas", f"a service that publishes host ports runs at most one container per node "
                         f"({max_per_node_nodes} nodes)")
@@ -98,7 +99,8 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
         raise Invalid(errors)
     spec = ServiceSpec(image=image, command=tuple(command), env=tuple(sorted(env.items())),
                        ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart,
-                       secrets=_sealed(stored, secrets, seal), pull=pull, healthcheck=check)
+                       secrets=_sealed(stored, secrets, seal), pull=pull, healthcheck=check, cpus=cpus,
+                       memory=memory)
     return name, spec, replicas
 
 

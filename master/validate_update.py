@@ -1,5 +1,6 @@
-"""Validation of a service's health check and of its rolling-update and
-rollback settings (API bodies, and Compose files through them). Pure.
+"""Validation of a service's health check, its resource limits and its
+rolling-update and rollback settings (API bodies, and Compose files through
+them). Pure.
 
 Durations are seconds as numbers, or Go/Compose duration strings such as
 "1m30s", "500ms" or "10s".
@@ -56,6 +57,60 @@ def healthcheck(value, err):
     if test is None or None in times.values() or not isinstance(retries, int):
         return None
     return Healthcheck(test=test, retries=retries, **times)
+
+
+MEMORY = re.compile(r"(\d+(\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
+MEMORY_UNIT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MIN_MEMORY = 6 << 20            # the engine's own minimum
+MAX_CPUS = 1024.0
+
+
+def resources(value, err):
+    """A body's `resources` -> (cpus, memory bytes) limits, 0 for none.
+    {"limits": {"cpus": 0.5 or "0.5", "memory": "256m" or bytes}}; a
+    reservation is refused (placement does not weigh them yet)."""
+    if value is None:
+        return 0.0, 0
+    if not isinstance(value, dict) or set(value) - {"limits", "reservations"}:
+        err("resources", "must be an object with limits: {cpus, memory}")
+        return 0.0, 0
+    if value.get("reservations"):
+        err("resources.reservations", "not supported yet: placement does not weigh reservations; "
+                                      "give limits only")
+    limits = value.get("limits") or {}
+    if not isinstance(limits, dict) or set(limits) - {"cpus", "memory"}:
+        err("resources.limits", "must be an object of cpus and memory")
+        return 0.0, 0
+    return _cpus(limits.get("cpus"), err), _memory(limits.get("memory"), err)
+
+
+def _cpus(value, err):
+    if value is None:
+        return 0.0
+    try:
+        cpus = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        cpus = -1.0
+    if not 0.01 <= cpus <= MAX_CPUS:
+        err("resources.limits.cpus", f"must be a number of CPUs from 0.01 to {MAX_CPUS:.0f}, such as 0.5")
+        return 0.0
+    return round(cpus, 3)
+
+
+def _memory(value, err):
+    if value is None:
+        return 0
+    m = MEMORY.fullmatch(value.strip()) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif m:
+        size = int(float(m.group(1)) * MEMORY_UNIT[m.group(3).lower()])
+    else:
+        size = -1
+    if not MIN_MEMORY <= size <= (1 << 50):
+        err("resources.limits.memory", "must be bytes or a size such as \"256m\" or \"1g\", at least 6m")
+        return 0
+    return size
 
 
 def _test(value, err):

@@ -45,6 +45,10 @@ def run(name, service, slot, spec, epoch=0):
     for port in spec.ports:
         argv += ["--publish", port.flag()]
     argv += _health_flags(spec.healthcheck)
+    if spec.cpus:
+        argv += ["--cpus", f"{spec.cpus:g}"]
+    if spec.memory:
+        argv += ["--memory", f"{spec.memory}b"]
     if spec.secrets:
         # The values come on the command's stdin, never on its command line.
         argv += ["--env-file", "/dev/stdin"]

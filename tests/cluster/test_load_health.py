@@ -1,7 +1,7 @@
 """Node health under load: API readers and busy engines never make a healthy
 node look dead (docs/design.md, Node health).
 
-- 100 one-replica services, three clients polling /state and GET /service as
+- 60 one-replica services, three clients polling /state and GET /service as
   fast as they can, in steady state and then through a rolling update of
   every service: no node transition, nothing moved.
 - one service of 80 replicas over 8 nodes (engines busy creating containers):
@@ -29,6 +29,7 @@ from sandbox import cluster
 IMAGE = "bicycle/demo:1"
 UPDATED = "bicycle/demo:2"
 POLL_SECONDS = 30
+SERVICES = 60       # one replica each (100 made the CI run's longest file longer than the rest together)
 POLLERS = 3
 MIN_POLLS = 10          # per poller: the readers really loaded the master
 MIN_SAMPLES = 5         # engine snapshots taken while the work went on
@@ -168,7 +169,7 @@ def all_running(sb, image):
 
 
 def test_readers_polling_as_fast_as_they_can_never_move_a_container(load_sandbox):
-    """100 one-replica services; three clients poll /state and GET /service
+    """60 one-replica services (SERVICES); three clients poll /state and GET /service
     without a pause, for POLL_SECONDS of steady state, then on through a
     rolling update of every service (the loop writes and replaces while they
     read). The readers never make a node look dead: no node transition, no
@@ -176,9 +177,9 @@ def test_readers_polling_as_fast_as_they_can_never_move_a_container(load_sandbox
     container once, on its own node."""
     sb = load_sandbox
     fill_event_log(sb)
-    create_services(sb, 100)
+    create_services(sb, SERVICES)
     wait_for(lambda: all_running(sb, IMAGE), 300, interval=1)
-    wait_for(lambda: sb.running_count() == 100, 60, interval=1)
+    wait_for(lambda: sb.running_count() == SERVICES, 60, interval=1)
     before = sb.containers()
     since = sb.last_event_id()
     stop = threading.Event()
@@ -204,7 +205,7 @@ def test_readers_polling_as_fast_as_they_can_never_move_a_container(load_sandbox
             r = sb.request("PATCH", f"/service/{name}?wait=false", {"image": UPDATED})
             assert r.status_code in (200, 202), r.text
         wait_for(lambda: all_running(sb, UPDATED), 600, interval=1)
-        wait_for(lambda: len(sb.containers()) == 100 == sb.running_count(), 60, interval=1)
+        wait_for(lambda: len(sb.containers()) == SERVICES == sb.running_count(), 60, interval=1)
         after = sb.containers()
     finally:
         stop.set()
@@ -220,8 +221,8 @@ def test_readers_polling_as_fast_as_they_can_never_move_a_container(load_sandbox
     assert not set(after) & set(before)                 # every container replaced ...
     assert sorted(after.values()) == sorted(before.values())    # ... on the node its service was on
     assert set(lost) <= set(before)                      # and only the old ones ever went
-    assert len([e for e in events if e["kind"] == "removed"]) == 100
-    assert len([e for e in events if e["kind"] == "placed"]) == 100
+    assert len([e for e in events if e["kind"] == "removed"]) == SERVICES
+    assert len([e for e in events if e["kind"] == "placed"]) == SERVICES
 
 
 def test_eighty_replicas_over_eight_busy_engines_converge_without_a_removal(eight_sandbox):

@@ -1,4 +1,5 @@
-"""Placement constraints against the engines: a service constrained to a
+"""Placement constraints and resource limits against the engines: limits
+reach the engine's HostConfig; a service constrained to a
 label runs only on the nodes that carry it; relabelling the nodes (through
 the API, as `node label` does) moves its containers start-first to the nodes
 that fit now; a service that fits nowhere runs nothing and says why."""
@@ -45,3 +46,9 @@ def test_a_constrained_service_follows_the_labels_and_one_that_fits_nowhere_says
     bad = api("POST", "/service", {"name": "bad", "image": "bicycle/demo:1", "replicas": 1,
                                    "constraints": ["zone==a"]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "constraints.0"
+
+
+def test_resource_limits_reach_the_engine(engines):
+    create("capped", 2, resources={"limits": {"cpus": "0.5", "memory": "64m"}})
+    hosts = [c.attrs["HostConfig"] for cs in engines.containers("capped").values() for c in cs]
+    assert [(h["NanoCpus"], h["Memory"]) for h in hosts] == [(500_000_000, 64 << 20)] * 2

@@ -122,3 +122,9 @@ def test_a_health_check_goes_to_docker_run_and_into_the_digest():
     assert "--no-healthcheck" in commands.run("x.1.a", "x", 1, ServiceSpec(image="a", healthcheck=Healthcheck(("NONE",))))
     assert ServiceSpec(image="alpine").digest() == "f44081b37921"          # no check: the digest as before
     assert shell.digest() != ServiceSpec(image="a").digest()
+
+
+def test_limits_go_to_docker_run():
+    argv = commands.run("x.1.a", "x", 1, ServiceSpec(image="a", cpus=0.5, memory=256 << 20))
+    assert argv[argv.index("--cpus"):argv.index("--cpus") + 4] == ["--cpus", "0.5", "--memory", "268435456b"]
+    assert "--cpus" not in commands.run("x.1.a", "x", 1, ServiceSpec(image="a"))

@@ -47,7 +47,7 @@ def test_the_bar():
 def test_the_options_body_takes_bare_numbers_as_seconds_and_keeps_a_stored_check():
     from cli.update_options import update_body
     chosen = {"update.parallelism": 2, "update.monitor": "1", "update.delay": "1m30s", "rollback.order": None,
-              "healthcheck.interval": "2", "healthcheck.disable": False}
+              "healthcheck.interval": "2", "healthcheck.disable": False, "resources.limits.memory": "64m"}
     assert update_body(chosen, lambda: {"test": ["CMD-SHELL", "true"], "retries": 3}) == {
-        "update": {"parallelism": 2, "monitor": 1.0, "delay": "1m30s"},
+        "update": {"parallelism": 2, "monitor": 1.0, "delay": "1m30s"}, "resources": {"limits": {"memory": "64m"}},
         "healthcheck": {"test": ["CMD-SHELL", "true"], "retries": 3, "interval": 2.0}}

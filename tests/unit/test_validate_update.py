@@ -68,3 +68,17 @@ def test_a_patch_changes_only_the_settings_it_names():
     assert patched.update == UpdateConfig(parallelism=2, delay=3.0, monitor=1.0)
     assert patched.spec == stored.spec                # the health check, unchanged, is the same
     assert service_request({"healthcheck": None}, NODES, base=base).spec.healthcheck is None
+
+
+def test_resource_limits():
+    limited = service_request(body(resources={"limits": {"cpus": "0.5", "memory": "256m"}}), NODES).spec
+    assert (limited.cpus, limited.memory) == (0.5, 256 << 20)
+    assert service_request(body(resources={"limits": {"memory": 104857600}}), NODES).spec.memory == 100 << 20
+    assert service_request(body(resources={"limits": {"memory": "1.5g"}}), NODES).spec.memory == 3 << 29
+    assert fields(body(resources={"limits": {"cpus": 0, "memory": "5m"}})) == [
+        "resources.limits.cpus", "resources.limits.memory"]
+    assert fields(body(resources={"limits": {"cpus": True, "memory": "lots"}})) == [
+        "resources.limits.cpus", "resources.limits.memory"]
+    assert fields(body(resources={"reservations": {"cpus": 1}})) == ["resources.reservations"]
+    assert fields(body(resources={"limits": {"gpus": 1}})) == ["resources.limits"]
+    assert service_request(body(), NODES).spec.to_dict().get("resources") is None     # the digest as before
