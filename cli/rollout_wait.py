@@ -10,6 +10,7 @@ import time
 POLL = 0.5
 WIDTH = 24
 ROLLING = ("updating", "rolling back")
+ROLLED = ("rolling back", "rolled back", "paused")       # what an update's own automatic rollback may reach
 
 
 def settled(svc):
@@ -52,10 +53,14 @@ def failure(svc, started, is_settled, timeout):
     if not is_settled:
         return f"service {svc['name']} still {update.get('state') or svc['status']} after {timeout:.0f}s " \
                f"(it goes on; see service ps {svc['name']})"
-    if svc["status"] == "failed":
-        return f"service {svc['name']} failed" + (f": {svc['error']}" if svc.get("error") else "")
+    rolled_back = began.get("state") == "updating" and update.get("state") in ROLLED
+    if ours and update.get("version") not in ({started["version"]} | ({started["version"] + 1} if rolled_back
+                                                                      else set())):
+        return f"service {svc['name']} was changed again meanwhile (now v{svc['version']}); see service ps"
     if ours and update.get("state") != expected:
         what = "update" if expected == "completed" else "rollback"
         return f"the {what} of service {svc['name']} ended {update.get('state')}: " \
                f"{update.get('reason') or 'no reason given'}"
+    if svc["status"] == "failed" and not ours:      # a rollout that completed ran its new containers healthy
+        return f"service {svc['name']} failed" + (f": {svc['error']}" if svc.get("error") else "")
     return None

@@ -16,7 +16,7 @@ from master.events import iso
 from model import UNSEEN, Container, DELETE, NEW, READY, UNTRUSTED
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
-from scheduler.reconcile import reconcile, converged
+from scheduler.reconcile import SPEC_CHANGED, reconcile, converged
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,8 @@ class Loop(threading.Thread):
         except Exception as e:
             self.events.record("error", f"{action.kind} {action.service}.{action.slot}: {e}", service=action.service)
         finally:
-            self.obs.list_soon(action.node)
+            if action.reason == SPEC_CHANGED:          # a rollout's next batch waits for this one's health
+                self.obs.list_soon(action.node)
             with self.lock:
                 self.action_ended[action.node] = self.clock()
                 if action.kind != "stop":

@@ -149,8 +149,9 @@ class Membership:
     def stop(self):
         with self.lock:
             self.running = False
-            for stop in self.stops.values():
+            for name, stop in self.stops.items():
                 stop.set()
+                self.obs.list_soon(name)       # wakes the prober between listings: it sees the stop
 
     def _write_inventory(self, records):
         """Make this master's inventory file list the members; an entry that is

@@ -204,6 +204,8 @@ class Observation:
             if self.nodes.pop(name, None) is not None:
                 self._bump()
         self.list_soon(name)               # its prober wakes and sees it is stopped
+        with self.lock:
+            self.wanted.pop(name, None)    # a prober of a node of that name later gets its own
 
     def listing_wanted(self, node):
         """The Event a node's prober waits on between listings."""
@@ -342,7 +344,7 @@ def _in_background(name, fn, *args):
     return future
 
 
-MIN_GAP = 0.1        # seconds at least between two listings of one node
+MIN_GAP = 0.25       # seconds at least between two listings of one node (when one is wanted sooner)
 
 
 class Prober(threading.Thread):

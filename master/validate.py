@@ -62,6 +62,9 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
         errors.append({"field": str(key)[:64], "message": "unknown field"})
     merged = dict(base["spec"], replicas=base["replicas"]) if base else {}
     merged.update({k: v for k, v in body.items() if k in allowed and k not in ("update", "rollback", "constraints")})
+    if base and isinstance(body.get("resources"), dict) and isinstance(body["resources"].get("limits"), dict):
+        stored = (base["spec"].get("resources") or {}).get("limits") or {}     # a limit not named stays
+        merged["resources"] = dict(body["resources"], limits=dict(stored, **body["resources"]["limits"]))
 
     def err(field, message):
         errors.append({"field": field, "message": message})

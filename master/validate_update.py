@@ -85,20 +85,21 @@ def resources(value, err):
 
 
 def _cpus(value, err):
-    if value is None:
+    if value is None or value == 0 or value == "0":          # 0: no limit (clears one)
         return 0.0
     try:
         cpus = float(value) if not isinstance(value, bool) else -1.0
     except (TypeError, ValueError):
         cpus = -1.0
     if not 0.01 <= cpus <= MAX_CPUS:
-        err("resources.limits.cpus", f"must be a number of CPUs from 0.01 to {MAX_CPUS:.0f}, such as 0.5")
+        err("resources.limits.cpus", f"must be a number of CPUs from 0.01 to {MAX_CPUS:.0f}, such as 0.5 "
+                                     f"(0: no limit)")
         return 0.0
     return round(cpus, 3)
 
 
 def _memory(value, err):
-    if value is None:
+    if value is None or value == 0 or value == "0":          # 0: no limit (clears one)
         return 0
     m = MEMORY.fullmatch(value.strip()) if isinstance(value, str) else None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -108,7 +109,8 @@ def _memory(value, err):
     else:
         size = -1
     if not MIN_MEMORY <= size <= (1 << 50):
-        err("resources.limits.memory", "must be bytes or a size such as \"256m\" or \"1g\", at least 6m")
+        err("resources.limits.memory", "must be bytes or a size such as \"256m\" or \"1g\", at least 6m "
+                                       "(0: no limit)")
         return 0
     return size
 

@@ -45,4 +45,6 @@ def why_not(constraints, node_labels, eligible):
         out = sorted(n for n in eligible if not _holds(c, n, node_labels.get(n, {})))
         if out:
             parts.append(f"{c} rules out {', '.join(out)}")
+    if not parts:
+        return "no eligible node fits (the constraints hold on some, but none has room: host ports?)"
     return "no node satisfies the constraints: " + "; ".join(parts)

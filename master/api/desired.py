@@ -83,6 +83,8 @@ class Desired:
         def create_or_same():
             current = self._store.service(name)
             if current is not None and current.state != DELETE and current.replicas == replicas \
+                    and (current.update, current.rollback, current.constraints) == (
+                        request.update, request.rollback, request.constraints) \
                     and self._vault.same(current.spec, spec):
                 return current, False
             return self._store.create_service(name, spec, replicas, self._now_iso(), request.update,

@@ -26,6 +26,17 @@ def test_an_update_that_rolled_back_or_paused_is_a_failure_one_that_completed_is
     assert "still updating after 60s" in rollout_wait.failure(view(2, "converging", "updating", 2), started, False, 60)
 
 
+def test_a_completed_update_of_a_crash_looping_service_is_not_failed_by_its_old_back_off():
+    started = view(2, "failed", "updating", 2)
+    assert rollout_wait.failure(view(2, "failed", "completed", 2, 4), started, True, 60) is None
+
+
+def test_an_update_superseded_by_another_client_says_so():
+    started = view(2, "converging", "updating", 2)
+    assert "changed again meanwhile (now v3)" in rollout_wait.failure(view(3, "running", "completed", 3), started,
+                                                                       True, 60)
+
+
 def test_a_change_that_started_no_rollout_is_judged_by_the_service_alone():
     settings_only = view(5, "running", "rolled back", 3)          # an old rollout's state, not this change's
     assert rollout_wait.failure(settings_only, settings_only, True, 60) is None

@@ -75,8 +75,13 @@ def test_resource_limits():
     assert (limited.cpus, limited.memory) == (0.5, 256 << 20)
     assert service_request(body(resources={"limits": {"memory": 104857600}}), NODES).spec.memory == 100 << 20
     assert service_request(body(resources={"limits": {"memory": "1.5g"}}), NODES).spec.memory == 3 << 29
-    assert fields(body(resources={"limits": {"cpus": 0, "memory": "5m"}})) == [
+    assert fields(body(resources={"limits": {"cpus": -1, "memory": "5m"}})) == [
         "resources.limits.cpus", "resources.limits.memory"]
+    base = {"spec": limited.to_dict(), "replicas": 3, "update": {}, "rollback": {}}
+    more = service_request({"resources": {"limits": {"memory": "512m"}}}, NODES, base=base).spec
+    assert (more.cpus, more.memory) == (0.5, 512 << 20)                 # the cpu limit stays
+    less = service_request({"resources": {"limits": {"cpus": 0}}}, NODES, base=base).spec
+    assert (less.cpus, less.memory) == (0.0, 256 << 20)                 # 0 clears one
     assert fields(body(resources={"limits": {"cpus": True, "memory": "lots"}})) == [
         "resources.limits.cpus", "resources.limits.memory"]
     assert fields(body(resources={"reservations": {"cpus": 1}})) == ["resources.reservations"]
