@@ -197,7 +197,7 @@ def _print_service(svc):
     update = svc.get("update")
     if update and update.get("state"):
         click.echo(f"update: {update['state']}, {update['slots']['current']}/{svc['replicas']['desired']} slots "
-                   f"on the new spec" + (f" ({update['reason']})" if update.get("reason") else ""))
+                   f"on the current spec" + (f" ({update['reason']})" if update.get("reason") else ""))
     if svc.get("containers"):
         click.echo(tables.containers_table(svc["containers"]))
 
