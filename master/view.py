@@ -53,11 +53,10 @@ def service_status(service, mine, statuses, book):
     return "converging"
 
 
-def update_view(service, mine):
+def update_view(service, mine, current):
     """A service's rolling update as /state shows it: its state and reason,
-    how many slots run the current spec, and the settings."""
+    `current` (the slots running the current spec), and the settings."""
     digest = service.spec.digest()
-    current = len({c.slot for c in mine if c.spec == digest and c.running and 1 <= c.slot <= service.replicas})
     rollout = service.rollout
     view = {"state": rollout.state if rollout else None, "reason": rollout.reason if rollout else "",
             "started_at": rollout.started_at if rollout else None, "version": rollout.version if rollout else None,
@@ -142,6 +141,7 @@ class Views:
         record = kept[0] if kept else {}
         rows = world.book.backoff.get(service.name, [])
         mine = world.observed.get(service.name, [])
+        running = running_count(service, mine, world.statuses)
         view = {
             "name": service.name,
             "spec": service.spec.public_dict(),
@@ -149,10 +149,10 @@ class Views:
             "state": service.state,
             "status": service_status(service, mine, world.statuses, world.book),
             "replicas": {"desired": service.replicas,
-                         "running": running_count(service, mine, world.statuses)},
+                         "running": running},
             "created_at": record.get("created_at"),
             "updated_at": record.get("updated_at"),
-            "update": update_view(service, mine),
+            "update": update_view(service, mine, running),
         }
         error = rows[-1]["message"] if rows else None
         if error:

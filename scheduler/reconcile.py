@@ -217,8 +217,7 @@ class _Turns:
         failures = {slot: why for (name, slot), why in r.place_failures.items() if name == service.name}
         self.progress = rollout.progress(service, keepers, r.wall, failures)
         self.left = rollout.budget(service, self.progress, len(in_flight), r.wall)
-        known = set(service.rollout.failed) if service.rollout else set()
-        self.judged = {s for s in self.progress.failed if s not in known} if service.rolling else set()
+        self.judged = set(rollout.new_failures(service, self.progress))
         self.held = set()               # slots of an older spec waiting for their turn
         self.service = service
 

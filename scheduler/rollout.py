@@ -77,6 +77,14 @@ def _failure(c, restart):
     return None
 
 
+def new_failures(service, p):
+    """slot -> what went wrong, for the failures of `p` the rollout has not
+    recorded yet (none while it does not roll): this round's verdict judges them."""
+    if not service.rolling:
+        return {}
+    return {slot: why for slot, why in sorted(p.failed.items()) if slot not in service.rollout.failed}
+
+
 def budget(service, p, in_flight, wall):
     """How many slots of an older spec may start their replacement now;
     in_flight: the number of the service's changes under way."""
@@ -85,7 +93,7 @@ def budget(service, p, in_flight, wall):
     if not service.rolling:
         return service.replicas
     config = service.rollout_config
-    if any(slot not in service.rollout.failed for slot in p.failed):
+    if new_failures(service, p):
         return 0                        # a failure the verdict of this round judges first
     if p.last_passed and wall < p.last_passed + config.delay:
         return 0
@@ -99,7 +107,7 @@ def verdict(service, p, in_flight):
     if not service.rolling:
         return None
     config = service.rollout_config
-    new = {slot: why for slot, why in sorted(p.failed.items()) if slot not in rollout.failed}
+    new = new_failures(service, p)
     if new:
         failed = tuple(sorted({s for s in rollout.failed if s <= service.replicas} | set(new)))
         slot, why = next(iter(new.items()))

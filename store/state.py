@@ -13,6 +13,7 @@ write the cache still equals the file.
 """
 import copy
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tinydb import TinyDB, Query
@@ -253,9 +254,8 @@ class Store:
         written list under a stamp that names another."""
         with self.lock:
             epoch, version = self.stamp()
-            self._meta.upsert(Document({"epoch": 0, "version": 0}, doc_id=1))
-            self._write_members(members)
-            self._meta.upsert(Document({"epoch": epoch, "version": version + 1}, doc_id=1))
+            with self._unstamped_until(epoch, version + 1):
+                self._write_members(members)
 
     def _write_members(self, members):
         self._members.truncate()
@@ -297,15 +297,22 @@ class Store:
         It takes several writes; the first sets the stamp to (0, 0) and the
         last to the document's, so a crash in between leaves a store that any
         replica outranks: the next claim or poll replaces what was half adopted."""
-        with self.lock:
-            self._meta.upsert(Document({"epoch": 0, "version": 0}, doc_id=1))
+        with self.lock, self._unstamped_until(doc["epoch"], doc["version"]):
             self._services.truncate()
             self._services.insert_multiple(doc.get("services", []))
             drained = set(doc.get("drained", []))
             for name in set(self.nodes()) | drained:
                 self.set_node(name, drained=name in drained)
             self._write_members(doc.get("members"))
-            self._meta.upsert(Document({"epoch": doc["epoch"], "version": doc["version"]}, doc_id=1))
+
+    @contextmanager
+    def _unstamped_until(self, epoch, version):
+        """Several writes as one change: the stamp is (0, 0) while they run
+        and (epoch, version) after the last, so a crash in between leaves a
+        store that any replica outranks (an exception leaves it at (0, 0) too)."""
+        self._meta.upsert(Document({"epoch": 0, "version": 0}, doc_id=1))
+        yield
+        self._meta.upsert(Document({"epoch": epoch, "version": version}, doc_id=1))
 
     # -- events --------------------------------------------------------
     def add_events(self, events):

@@ -253,16 +253,8 @@ def test_adopt_replaces_services_nodes_and_stamp(store):
     assert cached_view(store) == tinydb_view(store)
 
 
-@pytest.mark.parametrize("survives", [1, 2, 3, 4])
-def test_an_adoption_cut_short_leaves_a_store_that_every_replica_outranks(tmp_path, monkeypatch, survives):
-    """A master killed in the middle of an adoption (several writes): after its
-    restart its half-adopted store must not pass for a copy of its old stamp."""
-    path = str(tmp_path / "state.json")
-    store = Store(path)
-    for name in ("a", "b", "c"):
-        store.create_service(name, SPEC, 1, T0)
-    store.set_epoch(101)
-    assert store.stamp() == (101, 3)
+def die_after_writes(monkeypatch, survives):
+    """The process is killed once `survives` whole file writes are on disk."""
     writes = []
     real_fsync = os.fsync
 
@@ -273,6 +265,19 @@ def test_an_adoption_cut_short_leaves_a_store_that_every_replica_outranks(tmp_pa
             if len(writes) == survives:
                 raise KeyboardInterrupt("killed")
     monkeypatch.setattr(os, "fsync", fsync_then_die)
+
+
+@pytest.mark.parametrize("survives", [1, 2, 3, 4])
+def test_an_adoption_cut_short_leaves_a_store_that_every_replica_outranks(tmp_path, monkeypatch, survives):
+    """A master killed in the middle of an adoption (several writes): after its
+    restart its half-adopted store must not pass for a copy of its old stamp."""
+    path = str(tmp_path / "state.json")
+    store = Store(path)
+    for name in ("a", "b", "c"):
+        store.create_service(name, SPEC, 1, T0)
+    store.set_epoch(101)
+    assert store.stamp() == (101, 3)
+    die_after_writes(monkeypatch, survives)
     with pytest.raises(KeyboardInterrupt):
         store.adopt({"epoch": 202, "version": 1, "drained": ["node1", "node2"],
                      "services": [{"name": "z", "spec": SPEC.to_dict(), "replicas": 1, "version": 1,
@@ -295,16 +300,7 @@ def test_a_change_of_members_cut_short_leaves_a_store_that_every_replica_outrank
     store.set_members(MEMBERS)
     store.set_epoch(101)
     assert store.stamp() == (101, 1)
-    writes = []
-    real_fsync = os.fsync
-
-    def fsync_then_die(fd):
-        real_fsync(fd)
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            writes.append(fd)
-            if len(writes) == survives:
-                raise KeyboardInterrupt("killed")
-    monkeypatch.setattr(os, "fsync", fsync_then_die)
+    die_after_writes(monkeypatch, survives)
     with pytest.raises(KeyboardInterrupt):
         store.set_members(MEMBERS[:2])
     monkeypatch.undo()
