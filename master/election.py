@@ -61,7 +61,8 @@ class Election(threading.Thread):
         self.stopping = threading.Event()
         self.role, self.epoch = STANDBY, None
         self.claimed = {}                     # node -> the epoch we hold a grant of there
-        self.last_good = None                 # start of the last renewal round that reached a majority
+        self.last_good = None                 # since when a majority has renewed (rules.renewed_since)
+        self.renewals = {}                    # node -> when its newest accepted renewal of our epoch was sent
         self.watches = {n: rules.Watch() for n in self.nodes}
         self.leader_seen = None               # (holder, epoch) named on a majority of nodes
         self.highest_seen = 0
@@ -235,28 +236,43 @@ class Election(threading.Thread):
 
     # -- leader ----------------------------------------------------------------
     def _renew_round(self, started):
+        """Renew on every node. Each answer counts when it comes, even after
+        the round stopped waiting (the node's counter moved when the renewal
+        arrived, after it was sent): a slow machine delays answers, and a
+        leader ends its term only when it has really not renewed for 2*ttl/3."""
         epoch = self.epoch
 
         def renew(node):
+            sent = self.clock()
             if self.claimed.get(node) != epoch:
                 self.ensure_claimed(node, epoch)
-                return RenewAnswer(True, 0)
-            return parse.renew(self._call(node, cmd.renew(epoch, self.me)).stdout)
+                answer = RenewAnswer(True, 0)
+            else:
+                answer = parse.renew(self._call(node, cmd.renew(epoch, self.me)).stdout)
+            self._renewed(node, epoch, sent, answer)
+            return answer
 
         results = self.rounds.run("renew", renew, self.nodes, self.ttl / 4)
         with self.lock:
+            if self.role == LEADER and self.epoch == epoch and \
+                    rules.must_step_down(self.last_good, self.clock(), self.ttl):
+                ok = sum(1 for n, r in results.items() if n in self.nodes and isinstance(r, RenewAnswer) and r.renewed)
+                self._step_down(f"renewed on {ok} of {len(self.nodes)} nodes, no majority")
+
+    def _renewed(self, node, epoch, sent, answer):
+        """One renewal's answer, whenever it comes: a higher epoch ends
+        `epoch`; a renewal moves last_good when a majority renewed since."""
+        with self.lock:
             if self.role != LEADER or self.epoch != epoch:
                 return
-            for node, r in results.items():
-                if isinstance(r, RenewAnswer) and not r.renewed and r.value is not None and r.value > epoch:
-                    self._deposed(node, r.value, epoch)
-                    return
-            ok = sum(1 for n, r in results.items()       # the members now: one may have left meanwhile
-                     if n in self.nodes and isinstance(r, RenewAnswer) and r.renewed)
-            if ok >= rules.majority(len(self.nodes)):
-                self.last_good = started
-            elif rules.must_step_down(self.last_good, self.clock(), self.ttl):
-                self._step_down(f"renewed on {ok} of {len(self.nodes)} nodes, no majority")
+            if not answer.renewed and answer.value is not None and answer.value > epoch:
+                self._deposed(node, answer.value, epoch)
+            elif answer.renewed:
+                self.renewals[node] = max(sent, self.renewals.get(node, sent))
+                since = rules.renewed_since({n: self.renewals[n] for n in self.nodes if n in self.renewals},
+                                            len(self.nodes))
+                if since is not None and (self.last_good is None or since > self.last_good):
+                    self.last_good = since
 
     def _deposed(self, node, node_epoch, epoch):
         """`node` granted `node_epoch`, above `epoch`: that term is over."""
@@ -268,11 +284,11 @@ class Election(threading.Thread):
         if self.role == LEADER:
             self.events("leader", f"master {self.me} stops leading epoch {self.epoch}: {reason}")
             self.replicator.end(self.epoch)
-        self.role, self.epoch, self.claimed, self.last_good = STANDBY, None, {}, None
+        self.role, self.epoch, self.claimed, self.last_good, self.renewals = STANDBY, None, {}, None, {}
         self.reason = f"not the leader: {reason}"
-        now = self.clock()
-        for w in self.watches.values():
-            w.changed_at = now
+        # What it read before it led is stale: no node counts as answering, or
+        # as quiet, until it answers again (a late read names no old leader).
+        self.watches = {n: rules.Watch() for n in self.nodes}
 
     def _snapshot(self, epoch):
         """The store as the leader of `epoch` holds it now, for the replicator."""
@@ -293,17 +309,13 @@ class Election(threading.Thread):
 
     # -- standby -----------------------------------------------------------------
     def _poll_round(self, started):
-        results = self.rounds.run("read", lambda n: parse.lease(self._call(n, cmd.read()).stdout), self.nodes,
-                                  self.ttl / POLLS_PER_TTL)
+        """Read every node's lease; campaign if scheduler.lease says so. Each
+        answer is noted when it comes, even after the round stopped waiting:
+        on a loaded machine a node slower than the round would otherwise
+        never count as answering, and no standby would ever campaign."""
+        results = self.rounds.run("read", self._read_lease, self.nodes, self.ttl / POLLS_PER_TTL)
         with self.lock:
             now = self.clock()
-            for node, r in results.items():
-                if node not in self.watches:           # it left while the round ran
-                    continue
-                read = r if isinstance(r, LeaseRead) else None
-                rules.observe(self.watches[node], None if read is None else (read.node_epoch, read.lease), now)
-                if read is not None and read.node_epoch:
-                    self.highest_seen = max(self.highest_seen, read.node_epoch)
             self.leader_seen = rules.leader_named(self.watches, len(self.nodes)) or self.leader_seen
             self.polled = True
             campaign = rules.should_campaign(self.watches, now, self.ttl, self.me, len(self.nodes),
@@ -314,6 +326,25 @@ class Election(threading.Thread):
             self._campaign(started)
         else:
             self._follow({n: r.stamp for n, r in results.items() if isinstance(r, LeaseRead)})
+
+    def _read_lease(self, node):
+        """One node's lease, noted in its watch when the answer (or the
+        failure) comes, by this master's clock then."""
+        try:
+            read = parse.lease(self._call(node, cmd.read()).stdout)
+        except Exception:
+            self._observed(node, None)
+            raise
+        self._observed(node, read)
+        return read
+
+    def _observed(self, node, read):
+        with self.lock:
+            if node not in self.watches:               # it left meanwhile
+                return
+            rules.observe(self.watches[node], None if read is None else (read.node_epoch, read.lease), self.clock())
+            if read is not None and read.node_epoch:
+                self.highest_seen = max(self.highest_seen, read.node_epoch)
 
     def _explain(self):
         answered = sum(1 for w in self.watches.values() if w.answered)
@@ -388,6 +419,7 @@ class Election(threading.Thread):
             with self.lock:
                 self.role, self.epoch, self.last_good = LEADER, epoch, started
                 self.claimed = {n: epoch for n in granted}
+                self.renewals = {n: started for n in granted}     # a grant is a renewal
                 self.leader_seen = (self.me, epoch)
                 self.reason = ""
         self.events("leader", f"master {self.me} leads epoch {epoch} "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "bicycle/demo:1"
 NAMES = [f"c{i}" for i in range(8)]
 FAULTS = ("kill", "pause", "cut", "node", "big")
+PAUSE_TRIES = 4
+SUCCESSOR_WAIT = 60      # s: a paused leader wakes once another leads (or after this)
+REFUSAL_WAIT = 5         # s: for the woken leader's held commands to reach the nodes
 CHAIN = "INPUT"
 COMMENT = "bicycle-chaos"
 
@@ -41,6 +45,7 @@ class History:
 
     def __init__(self):
         self.started = time.monotonic()
+        self.started_wall = time.time()          # to set beside the masters' event times
         self.lock = threading.Lock()
         self.items = []
 
@@ -54,6 +59,7 @@ class History:
 
     def dump(self, path):
         with open(path, "w") as f:
+            f.write(json.dumps({"kind": "start", "t": 0, "wall": self.started_wall}) + "\n")
             for item in self.items:
                 f.write(json.dumps(item, sort_keys=True) + "\n")
 
@@ -225,28 +231,44 @@ class Nemesis:
         r.masters.start(leader[0])
 
     def pause(self):
-        """Pause the leader right after a write that sets its loop to work, so
-        that commands are in flight (held by fenced_send_delay): when it wakes,
-        the new leader's nodes must refuse them."""
+        """Pause the leader while its loop holds commands (fenced_send_delay
+        before each) until another master leads a later epoch: when it wakes
+        the commands go, and the nodes that granted the new epoch must refuse
+        them. On a loaded machine the pause may come after they went: it is
+        tried again (at most PAUSE_TRIES) until a node's audit shows one refused."""
         r = self.run
-        leader = r.masters.wait_leader(4 * r.ttl)
-        if leader is None:
-            return
+        for _ in range(PAUSE_TRIES):
+            leader = r.masters.wait_leader(4 * r.ttl)
+            if leader is None:
+                return
+            if self._pause_once(*leader):
+                return
+
+    def _pause_once(self, name, epoch):
+        """-> whether a node refused a command of the paused term."""
+        r = self.run
         self.pause_service_replicas = 5 if self.pause_service_replicas == 1 else 1
         status = write(r.client, r.history, "create" if not r.history.of("paused") else "scale", "pz",
-                       self.pause_service_replicas, via=leader[0])
+                       self.pause_service_replicas, via=name)
         if status not in (200, 201, 202):
-            write(r.client, r.history, "scale", "pz", self.pause_service_replicas, via=leader[0])
-        self._wait_in_flight(leader[0], "pz", timeout=3.0)
-        r.masters.signal(leader[0], signal.SIGSTOP)
-        r.history.add("paused", master=leader[0], epoch=leader[1])
+            write(r.client, r.history, "scale", "pz", self.pause_service_replicas, via=name)
+        self._wait_in_flight(name, "pz", timeout=3.0)
+        r.masters.signal(name, signal.SIGSTOP)
+        r.history.add("paused", master=name, epoch=epoch)
         time.sleep(2 * r.ttl)
-        r.masters.signal(leader[0], signal.SIGCONT)
+        deadline = time.monotonic() + SUCCESSOR_WAIT
+        while (found := r.masters.leader()) is None or found[1] <= epoch:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        r.masters.signal(name, signal.SIGCONT)
+        refused = wait_until(lambda: r.refused_actions().get(epoch, 0), REFUSAL_WAIT)
+        r.history.add("pause-ends", master=name, successor=found and list(found), refused=refused)
+        return refused > 0
 
     def _wait_in_flight(self, name, service, timeout):
-        """Until master `name`'s last plan for `service` starts or awaits a
-        change (whose fenced command then waits send_delay before it goes),
-        at most `timeout` s: a fixed pause missed it on a loaded machine."""
+        """Until master `name`'s plan for `service` has a change to make (whose
+        fenced commands then wait send_delay before they go), at most `timeout` s."""
         r = self.run
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -255,9 +277,8 @@ class Nemesis:
             except (requests.RequestException, ValueError):
                 plan = []
             if any(a.get("kind") != "keep" or a.get("reason") == "change in progress" for a in plan):
-                return True
+                return
             time.sleep(0.02)
-        return False
 
     def cut(self):
         r = self.run
@@ -311,6 +332,14 @@ class Nemesis:
             write(r.client_for_bulk(), r.history, "create", name, 0, via=via if r.masters.alive(via) else None,
                   env=env)
             r.history.add("big-write", name=name)
+
+
+def wait_until(predicate, timeout, interval=0.1):
+    """predicate()'s first true value, or its last value after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
 
 
 def iptables(action, source, node_address):
@@ -367,8 +396,30 @@ class Run:
     def down(self):
         clear_iptables()
         if self.masters is not None:
+            self._keep_master_metrics()
             self.masters.stop_all()
+            self._keep_master_states()
         cluster.down(self.directory, log=lambda *a: None)
+
+    def _keep_master_metrics(self):
+        """Each live master's /metrics (its SSH command durations on this machine)."""
+        http = TokenSession(self.masters.token)
+        for name in self.addresses:
+            if self.masters.alive(name) and name not in self.masters.paused:
+                try:
+                    text = http.get(self.masters.url(name) + "/metrics", timeout=5).text
+                except requests.RequestException:
+                    continue
+                with open(os.path.join(self.log_dir, f"{name}.metrics"), "w") as f:
+                    f.write(text)
+
+    def _keep_master_states(self):
+        """Each master's own store (its event log: the elections' timeline)
+        beside the history, before the sandbox goes."""
+        for name in self.addresses:
+            path = os.path.join(self.directory, f"state-ha.{name}.json")
+            if os.path.exists(path):
+                shutil.copy(path, os.path.join(self.log_dir, f"{name}.state.json"))
 
     def client_for_bulk(self):
         return Client(self.masters, random.Random(self.rng.random()))
@@ -521,29 +572,41 @@ class Run:
             problems.append(f"{name}.{slot} should not run but does: {held}")
         return problems
 
-    def _check_audits(self):
-        """On every node no action was accepted under an epoch lower than one
-        it granted before; and the paused leaders' commands were refused."""
-        problems, refused_paused = [], 0
-        paused = {p["epoch"] for p in self.history.of("paused")}
+    def audits(self):
+        """node -> the lines of its audit file (claims and fenced actions)."""
+        out = {}
         for node in self.nodes:
             try:
                 with open(os.path.join(node.home, ".bicycle", "audit")) as f:
-                    lines = f.read().splitlines()
+                    out[node.name] = f.read().splitlines()
             except OSError:
-                lines = []
+                out[node.name] = []
+        return out
+
+    def refused_actions(self):
+        """epoch -> how many of its actions (not copies) the nodes refused."""
+        refused = {}
+        for lines in self.audits().values():
+            for words in map(str.split, lines):
+                if words[:1] == ["refused"] and words[1].isdigit() and words[-1] in ("run", "remove"):
+                    refused[int(words[1])] = refused.get(int(words[1]), 0) + 1
+        return refused
+
+    def _check_audits(self):
+        """On every node no action was accepted under an epoch lower than one
+        it granted before; and a paused leader's held commands were refused
+        (at least once: the nemesis pauses again until it sees one)."""
+        problems = []
+        for node, lines in self.audits().items():
             granted = 0
-            for line in lines:
-                words = line.split()
+            for words in map(str.split, lines):
                 if words[:1] == ["claim"] and words[-1] == "granted":
                     granted = max(granted, int(words[1]))
                 elif words[:1] == ["accepted"] and int(words[1]) < granted:
-                    problems.append(f"{node.name} accepted an action of epoch {words[1]} after granting {granted}")
-                elif words[:1] == ["refused"] and words[1].isdigit() and int(words[1]) in paused \
-                        and words[-1] in ("run", "remove"):
-                    refused_paused += 1           # an action (not a copy) of a paused leader
-        self.history.add("refused-paused", count=refused_paused, paused_epochs=sorted(paused))
-        if paused and refused_paused == 0:
-            problems.append(f"the paused leaders (epochs {sorted(paused)}) never had a command refused")
+                    problems.append(f"{node} accepted an action of epoch {words[1]} after granting {granted}")
+        paused = sorted({p["epoch"] for p in self.history.of("paused")})
+        refused = self.refused_actions()
+        self.history.add("refused-paused", paused=paused, refused={e: refused.get(e, 0) for e in paused})
+        if not any(refused.get(e) for e in paused):
+            problems.append(f"no command of the paused leaders (epochs {paused}) was refused")
         return problems
-

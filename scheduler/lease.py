@@ -4,8 +4,9 @@ caller's MONOTONIC readings; no timestamp ever crosses machines.
 - Epochs are unique to their master: term * SPAN + index (1-based position
   in masters:), so no two candidates ever propose the same epoch.
 - A master holding grants for E on a majority of ALL nodes leads epoch E.
-- The leader renews every ttl/3; if no renewal round succeeded on a majority
-  within 2*ttl/3 of the start of its last good round, it stops acting.
+- The leader renews every ttl/3; it stops acting when it has not renewed on
+  a majority within 2*ttl/3 of the last time since which it has: each
+  renewal counts from when it was sent, however late its answer came.
 - A standby campaigns only when a majority of nodes answered its last poll
   AND showed no change of (epoch, counter) for ttl, by its own clock; or when
   a majority answered and no node was ever claimed, or the holder named on
@@ -32,6 +33,16 @@ def next_epoch(highest_seen, index):
 
 def won(grants, n_nodes):
     return grants >= majority(n_nodes)
+
+
+def renewed_since(renewals, n_nodes):
+    """renewals: node -> when the newest renewal it accepted was sent (claims
+    count). -> the latest time since which a majority of the `n_nodes` renewed,
+    or None: each of them bumped its counter after that time, so no standby
+    can see a majority quiet for ttl before that time + ttl."""
+    times = sorted(renewals.values(), reverse=True)
+    need = majority(n_nodes)
+    return times[need - 1] if len(times) >= need else None
 
 
 def must_step_down(last_good_round_start, now, ttl):

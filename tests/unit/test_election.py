@@ -297,6 +297,101 @@ def test_a_leader_past_its_renewal_deadline_neither_acts_nor_says_it_leads(fleet
         m1.change(lambda: m1.store.create_service("late", SPEC, 1, NOW))
 
 
+class Gate:
+    """A node's `hang` that holds its calls until opened, whatever their timeout."""
+
+    def __init__(self):
+        self.opened = threading.Event()
+
+    def wait(self, timeout=None):
+        return self.opened.wait(30)
+
+
+def test_a_renewal_answered_after_its_round_stopped_waiting_still_counts(fleet, clock):
+    """A loaded machine answers late: the round gives up on n2 and n3 after
+    ttl/4, n2's renewal lands anyway. The leader counts it from when it was
+    sent and goes on leading past the deadline of its last whole round."""
+    ttl = 1.2                                     # the round waits ttl/4 of real time
+    m1, events = master(fleet, clock, ttl=ttl)
+    epoch = lead(m1)
+    gates = {n: Gate() for n in ("n2", "n3")}
+    for n, gate in gates.items():
+        fleet.connections[n].hang = gate
+    clock.advance(ttl / 3)
+    m1._renew_round(clock())                      # n1 renewed; n2 and n3 not yet
+    assert m1.role == LEADER
+    gates["n2"].opened.set()                      # n2's answer comes after the round
+    wait_for(lambda: m1.rounds.inflight[("renew", "n2")].done())
+    clock.advance(2 * ttl / 3 - 0.01)             # past the take-office round's deadline, not this one's
+    assert m1.current_epoch() == epoch, events
+    clock.advance(ttl / 3)
+    assert not m1.is_leader()                     # nothing renewed since: its term ends
+    gates["n3"].opened.set()
+
+
+class SlowReads:
+    """A node's `hang` that answers lease reads `seconds` late (real time)."""
+
+    def __init__(self, node, seconds):
+        self.node, self.seconds = node, seconds
+
+    def wait(self, timeout=None):
+        if self.node.calls[-1] == "bicycle-read":
+            time.sleep(self.seconds)
+        return True
+
+
+def test_a_standby_whose_reads_answer_after_its_rounds_stop_waiting_still_takes_over(fleet, clock):
+    """Reads of n2 and n3 come back after the poll round gave up on them (a
+    loaded machine): they are noted when they come, so once m1's lease is
+    quiet for a ttl on a majority, m2 campaigns and leads."""
+    ttl = 1.2                                     # a poll round waits ttl/10 = 0.12 s of real time
+    m1, _ = master(fleet, clock, ttl=ttl)
+    m2, _ = master(fleet, clock, name="m2", index=2, ttl=ttl)
+    old = lead(m1)
+    for n in ("n2", "n3"):
+        fleet.connections[n].hang = SlowReads(fleet.connections[n], 0.3)
+    reads_done = lambda: all(m2.rounds.inflight[("read", n)].done() for n in ("n2", "n3"))  # noqa: E731
+    m2._poll_round(clock())
+    wait_for(reads_done)
+    clock.advance(ttl + 0.01)                     # m1 fell silent: nothing moved for a ttl
+    m2._poll_round(clock())
+    wait_for(reads_done)
+    settle(m2)
+    assert m2.role == LEADER and m2.epoch > old, m2.reason
+
+
+def test_a_leader_that_steps_down_cut_off_names_no_leader_it_read_before_its_term(fleet, clock):
+    """m1 saw m2 lead, then led itself; cut off from n2 and n3 it steps down.
+    Its reads of them hang: what it read of them before its term must not
+    name m2 the leader (every standby would send writes round in a circle)."""
+    m1, _ = master(fleet, clock)
+    m2, _ = master(fleet, clock, name="m2", index=2)
+    lead(m2)
+    m1._poll_round(clock())
+    assert m1.leader_seen[0] == "m2"
+    clock.advance(TTL + 0.01)                     # m2 falls silent; m1 takes over
+    m1._poll_round(clock())
+    settle(m1)
+    assert m1.role == LEADER
+    gates = {n: Gate() for n in ("n2", "n3")}
+    for n, gate in gates.items():
+        fleet.connections[n].hang = gate
+    clock.advance(2 * TTL / 3 + 0.01)
+    assert not m1.is_leader()
+    m1._poll_round(clock())
+    assert m1.leader_seen[0] == "m1", m1.leader_seen
+    for gate in gates.values():
+        gate.opened.set()
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.01)
+
+
 def test_an_adoption_waits_for_a_term_view_in_progress(fleet, clock):
     m1, _ = master(fleet, clock)
     lead(m1)

@@ -80,6 +80,27 @@ def test_must_step_down_scales_with_the_ttl():
     assert rules.must_step_down(0.0, 20.001, ttl=30.0)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=9).flatmap(
+    lambda n: st.tuples(st.just(n), st.dictionaries(st.integers(0, n - 1), st.floats(0, 100), max_size=n))))
+def test_renewed_since_is_the_latest_time_a_majority_renewed_after(case):
+    n, renewals = case
+    since = rules.renewed_since(renewals, n)
+    if len(renewals) < rules.majority(n):
+        assert since is None
+        return
+    after = [t for t in renewals.values() if t >= since]
+    assert len(after) >= rules.majority(n)                   # a majority renewed since
+    later = [t for t in renewals.values() if t > since]
+    assert len(later) < rules.majority(n)                    # and no later time has one
+
+
+def test_a_late_answer_moves_the_time_only_once_it_makes_a_majority():
+    assert rules.renewed_since({"n1": 12.0}, 3) is None
+    assert rules.renewed_since({"n1": 12.0, "n2": 10.0}, 3) == 10.0
+    assert rules.renewed_since({"n1": 12.0, "n2": 10.0, "n3": 11.0}, 3) == 11.0
+
+
 # -- a standby watching the leases --------------------------------------------------
 
 def lease_of(epoch, holder, counter):
