@@ -311,7 +311,7 @@ def test_a_renewal_answered_after_its_round_stopped_waiting_still_counts(fleet, 
     """A loaded machine answers late: the round gives up on n2 and n3 after
     ttl/4, n2's renewal lands anyway. The leader counts it from when it was
     sent and goes on leading past the deadline of its last whole round."""
-    ttl = 1.2                                     # the round waits ttl/4 of real time
+    ttl = TTL                                     # the round waits ttl/4 of real time
     m1, events = master(fleet, clock, ttl=ttl)
     epoch = lead(m1)
     gates = {n: Gate() for n in ("n2", "n3")}
@@ -321,7 +321,7 @@ def test_a_renewal_answered_after_its_round_stopped_waiting_still_counts(fleet, 
     m1._renew_round(clock())                      # n1 renewed; n2 and n3 not yet
     assert m1.role == LEADER
     gates["n2"].opened.set()                      # n2's answer comes after the round
-    wait_for(lambda: m1.rounds.inflight[("renew", "n2")].done())
+    wait_for(lambda: all(m1.rounds.inflight[("renew", n)].done() for n in ("n1", "n2")))
     clock.advance(2 * ttl / 3 - 0.01)             # past the take-office round's deadline, not this one's
     assert m1.current_epoch() == epoch, events
     clock.advance(ttl / 3)
@@ -345,13 +345,13 @@ def test_a_standby_whose_reads_answer_after_its_rounds_stop_waiting_still_takes_
     """Reads of n2 and n3 come back after the poll round gave up on them (a
     loaded machine): they are noted when they come, so once m1's lease is
     quiet for a ttl on a majority, m2 campaigns and leads."""
-    ttl = 1.2                                     # a poll round waits ttl/10 = 0.12 s of real time
-    m1, _ = master(fleet, clock, ttl=ttl)
+    ttl = TTL                                     # a poll round waits ttl/10 = 0.6 s of real time,
+    m1, _ = master(fleet, clock, ttl=ttl)          # a read at most ttl/3 = 2 s
     m2, _ = master(fleet, clock, name="m2", index=2, ttl=ttl)
     old = lead(m1)
     for n in ("n2", "n3"):
-        fleet.connections[n].hang = SlowReads(fleet.connections[n], 0.3)
-    reads_done = lambda: all(m2.rounds.inflight[("read", n)].done() for n in ("n2", "n3"))  # noqa: E731
+        fleet.connections[n].hang = SlowReads(fleet.connections[n], 1.0)
+    reads_done = lambda: all(m2.rounds.inflight[("read", n)].done() for n in ("n1", "n2", "n3"))  # noqa: E731
     m2._poll_round(clock())
     wait_for(reads_done)
     clock.advance(ttl + 0.01)                     # m1 fell silent: nothing moved for a ttl
