@@ -158,10 +158,21 @@ def fill_event_log(sb, node="node1"):
             assert r.status_code == 200, r.text
 
 
+def acknowledged(sb, method, path, body):
+    """A write, sent again while it answers 503: on a loaded machine a write
+    may not reach a majority in time, and the API says to retry it (a
+    retried create or update of the same body is the same change)."""
+    for _ in range(5):
+        r = sb.request(method, path, body)
+        if r.status_code != 503:
+            break
+    assert r.status_code in (200, 202), r.text
+    return r
+
+
 def create_services(sb, count):
     for i in range(count):
-        r = sb.request("POST", "/service?wait=false", {"name": f"s{i:03d}", "image": IMAGE, "replicas": 1})
-        assert r.status_code == 202, r.text
+        acknowledged(sb, "POST", "/service?wait=false", {"name": f"s{i:03d}", "image": IMAGE, "replicas": 1})
 
 
 def all_running(sb, image):
@@ -202,11 +213,7 @@ def test_readers_polling_as_fast_as_they_can_never_move_a_container(load_sandbox
         stop.wait(POLL_SECONDS)
         steady, steady_polls = sb.containers(), sum(p.count for p in pollers)
         for name in sorted({service for _, service in before.values()}):
-            for _ in range(5):          # 503: not acknowledged under this load; the API says: retry it
-                r = sb.request("PATCH", f"/service/{name}?wait=false", {"image": UPDATED})
-                if r.status_code != 503:
-                    break
-            assert r.status_code in (200, 202), r.text
+            acknowledged(sb, "PATCH", f"/service/{name}?wait=false", {"image": UPDATED})
         wait_for(lambda: all_running(sb, UPDATED), 600, interval=1)
         wait_for(lambda: len(sb.containers()) == SERVICES == sb.running_count(), 60, interval=1)
         after = sb.containers()
