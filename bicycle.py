@@ -19,7 +19,7 @@ from cli import rollout_wait  # noqa: E402
 from cli.update_options import update_body, update_options  # noqa: E402
 from master import auth  # noqa: E402
 from master.inventory import API, load, InventoryError  # noqa: E402
-from model import PULL_POLICIES, RESTART_POLICIES  # noqa: E402
+from model import GLOBAL, MODES, PULL_POLICIES, REPLICATED, RESTART_POLICIES  # noqa: E402
 
 DEFAULT_INVENTORY = os.path.join(HERE, "inventory.yml")
 API_ADDRESS = re.compile(r"(https?://)?" + API.pattern.strip("^$"))
@@ -193,6 +193,7 @@ def _waiting(no_wait):
 def _print_service(svc):
     click.echo(f"service {svc['name']} v{svc['version']}: {svc['status']}, "
                f"{svc['replicas']['running']}/{svc['replicas']['desired']} running"
+               + (" (global)" if svc.get("mode") == GLOBAL else "")
                + (f" ({svc['error']})" if svc.get("error") else ""))
     update = svc.get("update")
     if update and update.get("state"):
@@ -205,7 +206,9 @@ def _print_service(svc):
 @service.command("create")
 @click.argument("name")
 @click.option("--image", required=True)
-@click.option("--replicas", type=int, default=1, show_default=True)
+@click.option("--replicas", type=int, default=None, help="How many (default 1); not with --mode global.")
+@click.option("--mode", type=click.Choice(MODES), default=REPLICATED, show_default=True,
+              help="global: one replica on every eligible node, following nodes as they come and go.")
 @click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable.")
 @click.option("--publish", "-p", multiple=True, help="PUBLISHED:TARGET[/udp], repeatable.")
 @click.option("--label", "-l", multiple=True, help="KEY=VALUE, repeatable.")
@@ -220,10 +223,13 @@ def _print_service(svc):
 @click.option("--no-wait", is_flag=True, help="Answer at once instead of waiting until converged.")
 @update_options
 @click.pass_context
-def service_create(ctx, name, image, replicas, env, publish, label, restart, pull, cmd, secret, constraint, no_wait,
-                   rollout):
+def service_create(ctx, name, image, replicas, mode, env, publish, label, restart, pull, cmd, secret, constraint,
+                   no_wait, rollout):
     """Create a service and wait until it runs."""
-    body = {"name": name, "image": image, "replicas": replicas, "restart": restart, "pull": pull,
+    if replicas is None and mode == REPLICATED:
+        replicas = 1
+    counted = {} if replicas is None else {"replicas": replicas}
+    body = {"name": name, "image": image, "mode": mode, **counted, "restart": restart, "pull": pull,
             "env": _pairs(env, "--env"), "labels": _pairs(label, "--label"), "ports": list(publish),
             "secrets": _secrets(secret), "constraints": list(constraint), **update_body(rollout)}
     if cmd is not None:

@@ -29,6 +29,9 @@ NODE_STATUSES = (READY, SUSPECT, DOWN, UNKNOWN, UNTRUSTED)
 UNREACHABLE = (DOWN, UNTRUSTED)  # what the master cannot see (nor act on)
 # Stored service states (the API writes NEW and DELETE, the loop RUNNING).
 NEW, RUNNING, DELETE = "NEW", "RUNNING", "DELETE"
+# Service modes: `replicas` slots spread over the nodes, or one on every eligible node.
+REPLICATED, GLOBAL = "replicated", "global"
+MODES = (REPLICATED, GLOBAL)
 # Rolling updates: how a batch replaces, what a failure does, the states of a rollout.
 UPDATE_ORDERS = ("start-first", "stop-first")
 FAILURE_ACTIONS = ("rollback", "pause", "continue")
@@ -195,6 +198,16 @@ class Service:
     previous: Optional[ServiceSpec] = None      # the spec before the latest change of spec
     constraints: tuple = ()                     # placement: "node.labels.K==V", "node.name!=N", ...
     rollout: Optional[Rollout] = None           # that change's progress
+    mode: str = REPLICATED                      # global: one replica on every eligible node, `replicas` unused
+
+    @property
+    def is_global(self) -> bool:
+        return self.mode == GLOBAL
+
+    def has_slot(self, slot) -> bool:
+        """Is `slot` one the service wants? 1..replicas; any for a global
+        service (its slots are numbered as its nodes come)."""
+        return slot >= 1 if self.is_global else 1 <= slot <= self.replicas
 
     @property
     def rolling(self) -> bool:

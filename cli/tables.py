@@ -30,7 +30,8 @@ def nodes_table(nodes):
 
 def services_table(services):
     return table(["service", "image", "replicas", "status", "version"],
-                 [[s["name"], s["spec"]["image"], f"{s['replicas']['running']}/{s['replicas']['desired']}",
+                 [[s["name"], s["spec"]["image"], f"{s['replicas']['running']}/{s['replicas']['desired']}"
+                   + (" global" if s.get("mode") == "global" else ""),
                    s["status"], s["version"]] for s in services])
 
 

@@ -16,7 +16,7 @@ from master.events import iso
 from model import UNSEEN, Container, DELETE, NEW, READY, UNTRUSTED
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
-from scheduler.reconcile import SPEC_CHANGED, reconcile, converged
+from scheduler.reconcile import SPEC_CHANGED, converged, desired_count, reconcile
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,9 @@ class Loop(threading.Thread):
                 continue
             if s.state == NEW:
                 self.store.mark_running(s.name, s.version)
-                self.events.record("converged", f"service {s.name} v{s.version} runs {s.replicas} replicas",
-                                   service=s.name)
+                count = desired_count(s, statuses, self.drained, self.labels)
+                self.events.record("converged", f"service {s.name} v{s.version} runs {count} replicas"
+                                                f"{' (global)' if s.is_global else ''}", service=s.name)
             elif s.state == DELETE:
                 try:
                     _, version, _ = self.election.local_change(

@@ -2,7 +2,7 @@
 from master import validate, validate_update
 from scheduler import constraints
 from master.inventory import HOST, USER
-from model import FAILURE_ACTIONS, NODE_STATUSES, PULL_POLICIES, RESTART_POLICIES, UPDATE_ORDERS
+from model import FAILURE_ACTIONS, MODES, NODE_STATUSES, PULL_POLICIES, REPLICATED, RESTART_POLICIES, UPDATE_ORDERS
 
 
 ERROR = {"type": "object", "required": ["message"], "properties": {
@@ -66,7 +66,8 @@ ROLLOUT_FIELDS = {
 
 SPEC_FIELDS = {
     "image": {"type": "string", "maxLength": 400, "pattern": _pattern(validate.IMAGE), "example": "bicycle/demo:1"},
-    "replicas": {"type": "integer", "minimum": 0, "maximum": validate.MAX_REPLICAS},
+    "replicas": {"type": "integer", "minimum": 0, "maximum": validate.MAX_REPLICAS, "default": 1,
+                 "description": "not with mode global"},
     "command": {"oneOf": [{"type": "string"},
                           {"type": "array", "maxItems": validate.MAX_ITEMS, "items": TEXT}]},
     "env": _mapping(validate.ENV_KEY, TEXT),
@@ -96,6 +97,8 @@ CONTAINER = {"type": "object", "properties": {
     "health": {"type": "string", "nullable": True},
     "spec": {"type": "string", "enum": ["current", "previous", "older"]}}}
 
+MODE = {"type": "string", "enum": list(MODES), "default": REPLICATED,
+        "description": "global: one replica on every eligible node (no replicas); set at creation only"}
 SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "replicas"], "properties": {
     "name": NAME,
     "spec": {"type": "object"},
@@ -104,6 +107,7 @@ SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "
     "status": {"type": "string", "enum": ["converging", "running", "failed", "deleting", "paused"]},
     "update": {"type": "object", "description": "the latest change of spec: its state (updating, paused, "
                                                 "rolling back, completed, rolled back), why, its slots"},
+    "mode": {"type": "string", "enum": list(MODES)},
     "replicas": {"type": "object", "properties": {"desired": {"type": "integer"}, "running": {"type": "integer"}}},
     "created_at": {"type": "string", "nullable": True},
     "updated_at": {"type": "string", "nullable": True},
@@ -220,8 +224,8 @@ def _secured(paths):
 
 
 def document():
-    create = {"type": "object", "additionalProperties": False, "required": ["name", "image", "replicas"],
-              "properties": dict(SPEC_FIELDS, name=NAME, **ROLLOUT_FIELDS)}
+    create = {"type": "object", "additionalProperties": False, "required": ["name", "image"],
+              "properties": dict(SPEC_FIELDS, name=NAME, mode=MODE, **ROLLOUT_FIELDS)}
     patch = {"type": "object", "additionalProperties": False, "properties": dict(SPEC_FIELDS, **ROLLOUT_FIELDS)}
     return {
         "openapi": "3.0.3",

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from master.inventory import HOST, USER
 from master.validate_update import healthcheck, resources, update_settings
 from scheduler import constraints
-from model import NAME_PATTERN, PULL_POLICIES, ServiceSpec, Port, RESTART_POLICIES, UpdateConfig
+from model import GLOBAL, MODES, NAME_PATTERN, PULL_POLICIES, REPLICATED, ServiceSpec, Port, RESTART_POLICIES, \
+    UpdateConfig
 
 NAME = re.compile(NAME_PATTERN)
 IMAGE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}(:\d{1,5})?/)?"          # registry host[:port]/
@@ -25,8 +26,8 @@ MAX_STRING = 4096
 MAX_ITEMS = 100
 
 CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets", "pull",
-                 "healthcheck", "update", "rollback", "constraints", "resources"}
-PATCH_FIELDS = CREATE_FIELDS - {"name"}
+                 "healthcheck", "update", "rollback", "constraints", "resources", "mode"}
+PATCH_FIELDS = CREATE_FIELDS - {"name", "mode"}
 
 
 class Invalid(Exception):
@@ -58,10 +59,11 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     if not isinstance(body, dict):
         raise Invalid([{"field": "body", "message": "must be a JSON object"}])
     allowed = CREATE_FIELDS if base is None else PATCH_FIELDS
-    for key in sorted(set(body) - allowed):
+    for key in sorted(set(body) - allowed - {"mode"}):      # a mode is service_request's to judge
         errors.append({"field": str(key)[:64], "message": "unknown field"})
     merged = dict(base["spec"], replicas=base["replicas"]) if base else {}
-    merged.update({k: v for k, v in body.items() if k in allowed and k not in ("update", "rollback", "constraints")})
+    merged.update({k: v for k, v in body.items()
+                   if k in allowed and k not in ("update", "rollback", "constraints", "mode")})
     if base and isinstance(body.get("resources"), dict) and isinstance(body["resources"].get("limits"), dict):
         stored = (base["spec"].get("resources") or {}).get("limits") or {}     # a limit not named stays
         merged["resources"] = dict(body["resources"], limits=dict(stored, **body["resources"]["limits"]))
@@ -73,9 +75,9 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     image = merged.get("image")
     if not isinstance(image, str) or len(image) > 512 or not IMAGE.fullmatch(image):
         err("image", "required: an image reference such as 'repo/name:tag'")
-    replicas = merged.get("replicas")
+    replicas = merged.get("replicas", 1)            # as in Swarm: one unless told
     if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS:
-        err("replicas", f"required: an integer from 0 to {MAX_REPLICAS}")
+        err("replicas", f"must be an integer from 0 to {MAX_REPLICAS}")
     command = _command(merged.get("command"), err)
     env = _mapping(merged.get("env"), "env", ENV_KEY, err)
     labels = _mapping(merged.get("labels"), "labels", LABEL_KEY, err)
@@ -116,27 +118,51 @@ class ServiceRequest:
     update: UpdateConfig
     rollback: UpdateConfig
     constraints: tuple = ()
+    mode: str = REPLICATED
 
 
 def service_request(body, max_per_node_nodes, base=None, seal=None):
     """service_body and the update settings of a create or patch body, with
     every bad field of both in one Invalid. base: the stored service's dicts
-    (spec, replicas, update, rollback), for a patch."""
+    (spec, replicas, update, rollback, mode), for a patch."""
     errors = []
+
+    def err(field, message):
+        errors.append({"field": field, "message": message})
+
     name = spec = replicas = None
+    mode = _mode(body, base, err)
+    if mode == GLOBAL and isinstance(body, dict):
+        body = dict(body, replicas=0)              # a global service has no count of its own
     try:
         name, spec, replicas = service_body(body, max_per_node_nodes, base, seal)
     except Invalid as e:
         errors += e.errors
     if isinstance(body, dict):
-        def err(field, message):
-            errors.append({"field": field, "message": message})
         update, rollback = update_settings(body, base, err)
         given = body.get("constraints") if "constraints" in body else (base or {}).get("constraints")
         constraints = _constraints(given, err)
     if errors:
         raise Invalid(errors)
-    return ServiceRequest(name, spec, replicas, update, rollback, constraints)
+    return ServiceRequest(name, spec, replicas, update, rollback, constraints, mode)
+
+
+def _mode(body, base, err):
+    """The service's mode: given at its creation, never changed after."""
+    if not isinstance(body, dict):
+        return REPLICATED
+    if base is not None:
+        mode = base.get("mode", REPLICATED)
+        if "mode" in body:
+            err("mode", f"is set at creation only (this service is {mode}): remove the service and create it again")
+    else:
+        mode = body.get("mode", REPLICATED)
+        if mode not in MODES:
+            err("mode", f"must be one of {', '.join(MODES)}")
+            return REPLICATED
+    if mode == GLOBAL and "replicas" in body:
+        err("replicas", "a global service runs one replica on every eligible node: leave replicas out")
+    return mode
 
 
 def _constraints(value, err):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from master.events import iso
 from model import DELETE, PAUSED, UNKNOWN, UNREACHABLE, UNSEEN, parse_time
 from scheduler.backoff import failed
-from scheduler.reconcile import converged, running_count
+from scheduler.reconcile import converged, desired_count, running_count
 
 
 def uptime(started_at, wall_now):
@@ -148,7 +148,8 @@ class Views:
             "version": service.version,
             "state": service.state,
             "status": service_status(service, mine, world.statuses, world.book),
-            "replicas": {"desired": service.replicas,
+            "mode": service.mode,
+            "replicas": {"desired": desired_count(service, world.statuses, world.book.drained, world.book.labels),
                          "running": running},
             "created_at": record.get("created_at"),
             "updated_at": record.get("updated_at"),

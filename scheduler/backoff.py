@@ -66,7 +66,7 @@ class Backoffs:
         exits = []
         for c in observed:
             s = by_name.get(c.service)
-            if s is None or not 1 <= c.slot <= s.replicas:
+            if s is None or not s.has_slot(c.slot):
                 continue
             key = (c.service, c.slot)
             started = parse_time(c.started_at)

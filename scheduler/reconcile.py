@@ -104,7 +104,8 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         if service.state == DELETE:
             actions += [_stop(c, "service deleted") for c in mine if r.ready(c.node)]
             continue
-        mine_actions, verdict = _reconcile_service(service, mine, r.for_service(service), totals)
+        solve = _reconcile_global if service.is_global else _reconcile_service
+        mine_actions, verdict = solve(service, mine, r.for_service(service), totals)
         actions += mine_actions
         if verdict is not None:
             verdicts.append((service.name, service.version, verdict))
@@ -112,8 +113,9 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         if name not in owned:
             actions += [_stop(c, "no service owns it") for c in containers if r.ready(c.node)]
     if _quiet(actions, r, removing_nodes) and not any(s.rolling for s in services):
-        fits = {s.name: s for s in services}
-        actions += balance(services, _settled(services, visible, r), r.eligible, r.max_moves,
+        spread = [s for s in services if not s.is_global]     # a global service is even by itself
+        fits = {s.name: s for s in spread}
+        actions += balance(spread, _settled(spread, visible, r), r.eligible, r.max_moves,
                            allowed=lambda name, node: r.fits(fits[name], node))
     return Plan(tuple(_surplus_first(actions, removing_nodes)), tuple(verdicts))
 
@@ -173,6 +175,80 @@ def _reconcile_service(service, mine, r, totals):
     return actions, rollout.verdict(service, turn.progress, under_way)
 
 
+def _reconcile_global(service, mine, r, totals):
+    """A global service: one container on every node eligible for it
+    (ready, not drained, fitting its constraints), none elsewhere. A slot
+    belongs to its node: a container is replaced where it runs (start-first
+    cannot go there while it publishes host ports), an empty node gets the
+    lowest slot number free; nothing moves. Rollouts and back-off count
+    slots as for a replicated service."""
+    digest = service.spec.digest()
+    in_flight = {slot: node for (name, slot), node in r.pending.items() if name == service.name}
+    keepers, stops = _node_keepers(service, mine, r, in_flight, digest)
+    empty = _new_slots(service, mine, keepers, in_flight, r)
+    turn = _Turns(service, keepers, in_flight, r, set(keepers) | set(in_flight) | set(empty.values()))
+    actions = [Action("keep", service.name, slot, node, reason="change in progress")
+               for slot, node in sorted(in_flight.items())]
+    for slot, keeper in sorted(keepers.items()):
+        if not r.ready(keeper.node):
+            actions.append(Action("keep", service.name, slot, keeper.node, keeper, "node suspect"))
+        elif slot in turn.judged:
+            actions.append(Action("keep", service.name, slot, keeper.node, keeper,
+                                  "a failure of the rollout, being judged"))
+        elif (why := _change_needed(service, keeper, digest)) is None:
+            reason = "running" if keeper.running else f"{keeper.status}, restart={service.spec.restart}"
+            actions.append(Action("keep", service.name, slot, keeper.node, keeper, reason))
+        elif why == SPEC_CHANGED and not turn.take():
+            actions.append(Action("keep", service.name, slot, keeper.node, keeper, turn.waiting()))
+        elif r.waiting(service.name, slot):
+            actions.append(Action("keep", service.name, slot, keeper.node, keeper, "backing off after failures"))
+        else:
+            actions.append(_replace(service, slot, keeper.node, keeper, why))
+    for node, slot in sorted(empty.items()):
+        waiting = r.waiting(service.name, slot)
+        actions.append(Action("keep", service.name, slot, node, reason="backing off after failures") if waiting
+                       else Action("place", service.name, slot, node, reason="node without one"))
+    under_way = len(in_flight) + sum(1 for a in actions if a.kind != "keep")
+    return stops + actions, rollout.verdict(service, turn.progress, under_way)
+
+
+def _node_keepers(service, mine, r, in_flight, digest):
+    """-> ({slot: the container that stays}, stops): per node, the best
+    container stays, unless the node takes none of this service (drained,
+    or outside its constraints); the others are stopped. A slot number held
+    on two nodes (given again while its node was down) stays with the better
+    one; the other container is stopped and its node gets a new slot."""
+    by_node = defaultdict(list)
+    for c in mine:
+        if c.slot not in in_flight:
+            by_node[c.node].append(c)
+    best, stops = [], []
+    for node, containers in sorted(by_node.items()):
+        containers.sort(key=lambda c: _rank(c, digest, r))
+        if r.ready(node) and node not in r.eligible:
+            why = f"node {node} drained" if r.fits(service, node) else f"node {node} outside the constraints"
+            stops += [_stop(c, why) for c in containers]
+            continue
+        best.append(containers[0])
+        stops += [_stop(c, "duplicate on node") for c in containers[1:] if r.ready(node)]
+    keepers = {}
+    for c in sorted(best, key=lambda c: _rank(c, digest, r)):
+        if c.slot not in keepers:
+            keepers[c.slot] = c
+        elif r.ready(c.node):
+            stops.append(_stop(c, f"slot {c.slot} is held on {keepers[c.slot].node}"))
+    return keepers, stops
+
+
+def _new_slots(service, mine, keepers, in_flight, r):
+    """node -> the slot its new container takes, for every eligible node
+    without one: the lowest numbers no container of the service holds."""
+    taken = {c.node for c in keepers.values()} | set(in_flight.values())
+    used = {c.slot for c in mine} | set(in_flight)
+    free = (n for n in range(1, len(used) + len(r.eligible) + 2) if n not in used)
+    return {node: next(free) for node in r.eligible if node not in taken}
+
+
 def _keepers(service, mine, r, in_flight, digest):
     """-> ({slot: the container that stays, for now}, stops): per slot without
     a change under way, the best container stays and the others are stopped,
@@ -213,9 +289,9 @@ class _Turns:
     update's budget, scheduler/rollout.py), and the new containers whose
     failure the rollout judges this round (they are not restarted before)."""
 
-    def __init__(self, service, keepers, in_flight, r):
+    def __init__(self, service, keepers, in_flight, r, slots=None):
         failures = {slot: why for (name, slot), why in r.place_failures.items() if name == service.name}
-        self.progress = rollout.progress(service, keepers, r.wall, failures)
+        self.progress = rollout.progress(service, keepers, r.wall, failures, slots)
         self.left = rollout.budget(service, self.progress, len(in_flight), r.wall)
         self.judged = set(rollout.new_failures(service, self.progress))
         self.held = set()               # slots of an older spec waiting for their turn
@@ -362,13 +438,13 @@ def converged(service, observed, node_status, drained=frozenset(), node_labels=N
     """True when every slot has exactly one running container of the current
     spec on a live, undrained node that fits the service's constraints,
     nothing extra runs and the spread is even."""
-    if service.constraints:
-        drained = frozenset(drained) | constraints.unfit(
-            service.constraints, {n: (node_labels or {}).get(n, {}) for n in node_status})
+    drained = _not_taking(service, node_status, drained, node_labels)
     digest = service.spec.digest()
     mine = [c for c in observed if c.service == service.name and node_status.get(c.node) in (READY, SUSPECT)]
     if service.state == DELETE:
         return not mine
+    if service.is_global:
+        return _global_converged(service, mine, node_status, drained, digest)
     slots = Counter(c.slot for c in mine)
     if sorted(slots) != list(range(1, service.replicas + 1)) or any(v != 1 for v in slots.values()):
         return False
@@ -380,8 +456,41 @@ def converged(service, observed, node_status, drained=frozenset(), node_labels=N
     return spread_ok(eligible, Counter(c.node for c in mine if c.running))
 
 
+def _global_converged(service, mine, node_status, drained, digest):
+    """One settled container of the current spec on every ready node that
+    takes the service (at most one on a suspect one), none elsewhere, no
+    slot number twice."""
+    takes = set(global_nodes(node_status, drained))
+    nodes, slots = Counter(c.node for c in mine), Counter(c.slot for c in mine)
+    settled = all((c.running or not _restarts(service.spec.restart, c.exit_code)) and c.spec == digest for c in mine)
+    return (settled and set(nodes) <= takes and max(list(nodes.values()) + list(slots.values()), default=1) == 1
+            and all(nodes[n] == 1 for n in takes if node_status[n] == READY))
+
+
+def global_nodes(node_status, drained):
+    """The nodes a global service runs on: live (ready, or suspect: it keeps
+    its container), not drained; `drained` includes those outside its constraints."""
+    return sorted(n for n, s in node_status.items() if s in (READY, SUSPECT) and n not in drained)
+
+
+def desired_count(service, node_status, drained=frozenset(), node_labels=None):
+    """How many replicas the service wants now: its replicas, or for a
+    global service the nodes that take it."""
+    if not service.is_global:
+        return service.replicas
+    return len(global_nodes(node_status, _not_taking(service, node_status, drained, node_labels)))
+
+
+def _not_taking(service, node_status, drained, node_labels):
+    """The nodes that take nothing of `service`: drained, or outside its constraints."""
+    if not service.constraints:
+        return frozenset(drained)
+    return frozenset(drained) | constraints.unfit(
+        service.constraints, {n: (node_labels or {}).get(n, {}) for n in node_status})
+
+
 def running_count(service, observed, node_status):
     digest = service.spec.digest()
     return len({c.slot for c in observed
                 if c.service == service.name and c.running and c.spec == digest
-                and node_status.get(c.node) in (READY, SUSPECT) and 1 <= c.slot <= service.replicas})
+                and node_status.get(c.node) in (READY, SUSPECT) and service.has_slot(c.slot)})

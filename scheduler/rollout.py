@@ -24,7 +24,9 @@ from model import COMPLETED, PAUSED, ROLLED_BACK, ROLLING_BACK, Rollout, parse_t
 
 @dataclass(frozen=True)
 class Progress:
-    """Where each slot 1..replicas of a rolling service stands."""
+    """Where each slot the service wants (1..replicas; a global service's
+    per node) stands."""
+    slots: frozenset = frozenset()       # every slot the service wants
     updated: frozenset = frozenset()     # the new spec, watched long enough and healthy
     watched: frozenset = frozenset()     # the new spec, still watched
     failed: dict = field(default_factory=dict)   # slot -> what went wrong with its new container
@@ -41,13 +43,15 @@ class Verdict:
     rollout: Rollout
 
 
-def progress(service, keepers, wall, place_failures=None):
+def progress(service, keepers, wall, place_failures=None, slots=None):
     """keepers: slot -> the container that holds it; place_failures: slot ->
-    (spec digest, why its last start failed); only those of the current spec count."""
+    (spec digest, why its last start failed); only those of the current spec
+    count. slots: the slots the service wants (default 1..replicas)."""
     config, digest = service.rollout_config, service.spec.digest()
+    slots = frozenset(range(1, service.replicas + 1) if slots is None else slots)
     groups = {"updated": set(), "watched": set(), "old": set(), "empty": set()}
     failed, last = {}, 0.0
-    for slot in range(1, service.replicas + 1):
+    for slot in sorted(slots):
         c = keepers.get(slot)
         spec, message = (place_failures or {}).get(slot, ("", ""))
         if spec == digest and (c is None or c.spec != digest or c.status == "created"):
@@ -66,7 +70,7 @@ def progress(service, keepers, wall, place_failures=None):
             groups["updated" if passed else "watched"].add(slot)
             if passed and started is not None:
                 last = max(last, started + config.monitor)
-    return Progress(**{k: frozenset(v) for k, v in groups.items()}, failed=failed, last_passed=last)
+    return Progress(slots, **{k: frozenset(v) for k, v in groups.items()}, failed=failed, last_passed=last)
 
 
 def _failure(c, restart):
@@ -91,13 +95,13 @@ def budget(service, p, in_flight, wall):
     if service.rollout is not None and service.rollout.state == PAUSED:
         return 0
     if not service.rolling:
-        return service.replicas
+        return len(p.slots)
     config = service.rollout_config
     if new_failures(service, p):
         return 0                        # a failure the verdict of this round judges first
     if p.last_passed and wall < p.last_passed + config.delay:
         return 0
-    limit = config.parallelism or service.replicas
+    limit = config.parallelism or len(p.slots)
     return max(0, limit - len(p.watched) - in_flight)
 
 
@@ -109,10 +113,10 @@ def verdict(service, p, in_flight):
     config = service.rollout_config
     new = new_failures(service, p)
     if new:
-        failed = tuple(sorted({s for s in rollout.failed if s <= service.replicas} | set(new)))
+        failed = tuple(sorted({s for s in rollout.failed if s in p.slots} | set(new)))
         slot, why = next(iter(new.items()))
         reason = f"slot {slot}: {why}"
-        if len(failed) > config.max_failure_ratio * service.replicas and config.failure_action != "continue":
+        if len(failed) > config.max_failure_ratio * len(p.slots) and config.failure_action != "continue":
             kind = "rollback" if config.failure_action == "rollback" else "paused"
             state = ROLLING_BACK if kind == "rollback" else PAUSED
             return Verdict(kind, Rollout(state, reason, failed, rollout.started_at, rollout.version))

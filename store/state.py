@@ -21,7 +21,7 @@ from tinydb.middlewares import Middleware
 from tinydb.table import Document
 from tinydb.storages import MemoryStorage
 
-from model import (DELETE, NEW, ROLLBACK_DEFAULTS, ROLLING_BACK, RUNNING, UPDATING, Rollout, Service, ServiceSpec,
+from model import (DELETE, NEW, REPLICATED, ROLLBACK_DEFAULTS, ROLLING_BACK, RUNNING, UPDATING, Rollout, Service, ServiceSpec,
                    UpdateConfig)
 from store.atomic import AtomicJSONStorage
 
@@ -43,7 +43,8 @@ def _service(doc):
                    rollback=UpdateConfig.from_dict(doc.get("rollback"), ROLLBACK_DEFAULTS),
                    previous=ServiceSpec.from_dict(doc["previous"]) if doc.get("previous") else None,
                    rollout=Rollout.from_dict(doc.get("rollout")),
-                   constraints=tuple(doc.get("constraints") or ()))
+                   constraints=tuple(doc.get("constraints") or ()),
+                   mode=doc.get("mode") or REPLICATED)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ class Store:
             return copy.deepcopy(kept[0]) if kept else None
 
     def create_service(self, name, spec, replicas, now, update=UpdateConfig(), rollback=ROLLBACK_DEFAULTS,
-                       constraints=()):
+                       constraints=(), mode=REPLICATED):
+        """mode is stored only when global: the documents of replicated
+        services read the same as before modes existed."""
         with self.lock:
             existing = self._services.get(Query().name == name)
             if existing and existing["state"] == DELETE:
@@ -140,7 +143,7 @@ class Store:
             self._services.insert({"name": name, "spec": spec.to_dict(), "replicas": replicas,
                                    "version": 1, "state": NEW, "created_at": now, "updated_at": now,
                                    "update": update.to_dict(), "rollback": rollback.to_dict(),
-                                   "constraints": list(constraints)})
+                                   "constraints": list(constraints), **({"mode": mode} if mode != REPLICATED else {})})
             self._bump()
             return self.service(name)
 

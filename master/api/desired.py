@@ -8,7 +8,7 @@ loop is woken to act on it. No route reaches the store, a node or a lock in
 any other way.
 """
 from master.validate import check_name, node_body, node_patch, service_request
-from model import DELETE
+from model import DELETE, GLOBAL
 from store.state import Missing
 
 
@@ -57,7 +57,8 @@ class Desired:
     def changed_service(self, current, body):
         """The ServiceRequest of `current` changed by a PATCH body; Invalid with every bad field."""
         base = {"spec": current.spec.to_dict(), "replicas": current.replicas, "update": current.update.to_dict(),
-                "rollback": current.rollback.to_dict(), "constraints": list(current.constraints)}
+                "rollback": current.rollback.to_dict(), "constraints": list(current.constraints),
+                "mode": current.mode}
         return service_request(body, len(self.members()), base=base,
                                seal=lambda key, value: self._vault.reseal(current.spec.secrets, key, value))
 
@@ -83,20 +84,20 @@ class Desired:
         def create_or_same():
             current = self._store.service(name)
             if current is not None and current.state != DELETE and current.replicas == replicas \
-                    and (current.update, current.rollback, current.constraints) == (
-                        request.update, request.rollback, request.constraints) \
+                    and (current.update, current.rollback, current.constraints, current.mode) == (
+                        request.update, request.rollback, request.constraints, request.mode) \
                     and self._vault.same(current.spec, spec):
                 return current, False
             return self._store.create_service(name, spec, replicas, self._now_iso(), request.update,
-                                              request.rollback, request.constraints), True
-        return self._committed(create_or_same, "created", f"service {name} v1: {replicas} x {spec.image}",
+                                              request.rollback, request.constraints, request.mode), True
+        return self._committed(create_or_same, "created", f"service {name} v1: {_count(request)} x {spec.image}",
                                service=name)
 
     def update(self, name, request):
         return self._committed(lambda: self._store.update_service(name, request.spec, request.replicas,
                                                                   self._now_iso(), request.update, request.rollback,
                                                                   request.constraints),
-                               "updated", f"service {name}: {request.replicas} x {request.spec.image}", service=name)
+                               "updated", f"service {name}: {_count(request)} x {request.spec.image}", service=name)
 
     def rollback(self, name):
         """Back to the previous spec, on demand."""
@@ -122,3 +123,8 @@ class Desired:
         self._record(kind, message, **fields)
         self._wake()
         return result
+
+
+def _count(request):
+    """How many replicas an event says a service runs."""
+    return "global" if request.mode == GLOBAL else request.replicas

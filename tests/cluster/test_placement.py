@@ -1,8 +1,10 @@
-"""Placement constraints and resource limits against the engines: limits
-reach the engine's HostConfig; a service constrained to a
+"""Placement constraints, global services and resource limits against the
+engines: limits reach the engine's HostConfig; a service constrained to a
 label runs only on the nodes that carry it; relabelling the nodes (through
 the API, as `node label` does) moves its containers start-first to the nodes
-that fit now; a service that fits nowhere runs nothing and says why."""
+that fit now; a service that fits nowhere runs nothing and says why; a
+global service runs one container on every node, leaves a drained node
+(the others' containers untouched) and comes back when it is activated."""
 import pytest
 
 from conftest import api, wait_for
@@ -52,3 +54,28 @@ def test_resource_limits_reach_the_engine(engines):
     create("capped", 2, resources={"limits": {"cpus": "0.5", "memory": "64m"}})
     hosts = [c.attrs["HostConfig"] for cs in engines.containers("capped").values() for c in cs]
     assert [(h["NanoCpus"], h["Memory"]) for h in hosts] == [(500_000_000, 64 << 20)] * 2
+
+
+@pytest.fixture
+def all_active():
+    yield
+    for node in NODES:
+        api("POST", f"/nodes/{node}/activate")
+
+
+def test_a_global_service_runs_once_on_every_node_and_follows_a_drain(engines, all_active):
+    r = api("POST", "/service", {"name": "agent", "image": "bicycle/demo:1", "mode": "global"})
+    assert r.status_code == 201, r.text
+    assert (r.json()["mode"], r.json()["replicas"]) == ("global", {"desired": 3, "running": 3})
+    first = {node: [c.id for c in cs] for node, cs in engines.containers("agent").items()}
+    assert sorted(nodes_of(engines, "agent")) == list(NODES) and all(len(ids) == 1 for ids in first.values())
+    assert api("POST", "/nodes/node2/drain").status_code == 200
+    wait_for(lambda: nodes_of(engines, "agent") == ["node1", "node3"], 60)
+    assert {node: [c.id for c in cs] for node, cs in engines.containers("agent").items() if cs} == \
+        {n: first[n] for n in ("node1", "node3")}
+    assert api("GET", "/service/agent").json()["replicas"]["desired"] == 2
+    assert api("POST", "/nodes/node2/activate").status_code == 200
+    wait_for(lambda: nodes_of(engines, "agent") == list(NODES), 60)
+    scale = api("PATCH", "/service/agent", {"replicas": 5})
+    assert scale.status_code == 422 and scale.json()["errors"][0]["field"] == "replicas", scale.text
+    assert nodes_of(engines, "agent") == list(NODES)

@@ -267,7 +267,8 @@ def test_openapi_document(app):
     assert set(doc["paths"]["/service"]) == {"get", "post"}
     assert {"get", "patch", "delete"} <= set(doc["paths"]["/service/{name}"])
     create = doc["paths"]["/service"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(create["required"]) == {"name", "image", "replicas"}
+    assert set(create["required"]) == {"name", "image"}
+    assert create["properties"]["mode"]["enum"] == ["replicated", "global"]
     assert {"400", "409", "413", "422"} <= set(doc["paths"]["/service"]["post"]["responses"])
 
 

@@ -53,10 +53,11 @@ def apply(plan, observed, services):
     return list(by_id.values())
 
 
-def run_to_convergence(services, observed, status, check_round=None):
-    """Reconcile and apply until nothing changes; returns (observed, last plan)."""
+def run_to_convergence(services, observed, status, check_round=None, **round_args):
+    """Reconcile and apply until nothing changes; returns (observed, last plan).
+    round_args: more of reconcile's arguments (drained, node_labels, ...)."""
     for _ in range(MAX_ROUNDS):
-        plan = reconcile(services, observed, status, NOW, max_moves=1)
+        plan = reconcile(services, observed, status, NOW, max_moves=1, **round_args)
         if check_round:
             check_round(plan, observed)
         if not plan.changes:

@@ -61,6 +61,10 @@ def test_command_list_values_are_kept_verbatim():
     assert spec.command == ("echo", "$(touch /tmp/x)", "a\nb")
 
 
+def test_a_create_without_replicas_runs_one_as_in_swarm():
+    assert service_body({"name": "web", "image": "nginx"}, NODES)[2] == 1
+
+
 @pytest.mark.parametrize("body, expected", [
     ({"name": "web", "replicas": 1}, ["image"]),
     (good(image=""), ["image"]),
@@ -73,7 +77,6 @@ def test_command_list_values_are_kept_verbatim():
     (good(replicas=True), ["replicas"]),
     (good(replicas=2.0), ["replicas"]),
     (good(replicas=None), ["replicas"]),
-    ({"name": "web", "image": "nginx"}, ["replicas"]),
     (good(name="web;ls"), ["name"]),
     (good(name="$(touch /tmp/x)"), ["name"]),
     (good(name="Web"), ["name"]),
