@@ -243,12 +243,11 @@ class Election(threading.Thread):
         epoch = self.epoch
 
         def renew(node):
-            sent = self.clock()
             if self.claimed.get(node) != epoch:
-                self.ensure_claimed(node, epoch)
-                answer = RenewAnswer(True, 0)
-            else:
-                answer = parse.renew(self._call(node, cmd.renew(epoch, self.me)).stdout)
+                self.ensure_claimed(node, epoch)     # counts from its next renewal: a node that held
+                return RenewAnswer(True, 0)           # the epoch already did not move its counter now
+            sent = self.clock()
+            answer = parse.renew(self._call(node, cmd.renew(epoch, self.me)).stdout)
             self._renewed(node, epoch, sent, answer)
             return answer
 
@@ -329,20 +328,25 @@ class Election(threading.Thread):
 
     def _read_lease(self, node):
         """One node's lease, noted in its watch when the answer (or the
-        failure) comes, by this master's clock then."""
+        failure) comes, by this master's clock then, with when it was sent."""
+        with self.lock:
+            sent, watches = self.clock(), self.watches
         try:
             read = parse.lease(self._call(node, cmd.read()).stdout)
         except Exception:
-            self._observed(node, None)
+            self._observed(node, None, sent, watches)
             raise
-        self._observed(node, read)
+        self._observed(node, read, sent, watches)
         return read
 
-    def _observed(self, node, read):
+    def _observed(self, node, read, sent, watches):
+        """`watches`: those the read was sent for; a master that stepped down
+        since has new ones, which a read from before must not fill."""
         with self.lock:
-            if node not in self.watches:               # it left meanwhile
+            if watches is not self.watches or node not in self.watches:     # stepped down, or it left
                 return
-            rules.observe(self.watches[node], None if read is None else (read.node_epoch, read.lease), self.clock())
+            rules.observe(self.watches[node], None if read is None else (read.node_epoch, read.lease), self.clock(),
+                          sent)
             if read is not None and read.node_epoch:
                 self.highest_seen = max(self.highest_seen, read.node_epoch)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from master import rollouts
 from master.election import NotLeader
 from master.events import iso
-from model import UNSEEN, Container, DELETE, NEW, READY, UNTRUSTED
+from model import UNKNOWN, UNSEEN, Container, DELETE, NEW, READY, UNTRUSTED
 from remote import commands, lease, parse
 from scheduler.backoff import Backoffs
 from scheduler.reconcile import SPEC_CHANGED, converged, desired_count, reconcile
@@ -106,7 +106,8 @@ class Loop(threading.Thread):
                              max_moves=self.settings.rebalance_parallelism, pending=dict(self.pending),
                              drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes,
                              wall=self.wall(), place_failures=self.backoffs.place_messages(),
-                             node_labels=self.labels)
+                             node_labels=self.labels, place_nodes=self.backoffs.place_nodes())
+            self._forget_gone_slots(services, plan, statuses)
             self.last_plan = plan.actions
             for action in plan.changes:
                 self._start(action, services, epoch)
@@ -125,6 +126,16 @@ class Loop(threading.Thread):
             self.wake()
         self.reconcile_seconds = self.clock() - started
         self.on_round(self.reconcile_seconds)
+
+    def _forget_gone_slots(self, services, plan, statuses):
+        """A global service's back-off keeps only the slots its plan still
+        has (once every node was probed: before, the plan names no slot)."""
+        if UNKNOWN in statuses.values():
+            return
+        for s in services:
+            if s.is_global:
+                self.backoffs.keep_only(s.name, {a.slot for a in plan.actions
+                                                 if a.service == s.name and a.kind != "stop"})
 
     def _term_view(self):
         """(services, drained nodes, the epoch to act in), read together: an
@@ -246,7 +257,7 @@ class Loop(threading.Thread):
             raise
         except Exception as e:
             with self.lock:
-                failure = self.backoffs.place_failed(key, self.clock(), str(e), spec.digest())
+                failure = self.backoffs.place_failed(key, self.clock(), str(e), spec.digest(), action.node)
             self.events.record("failed", f"place {name} on {action.node}: {e} "
                                          f"(retry in {failure.not_before - self.clock():.0f}s)",
                                service=action.service, node=action.node, command=argv)

@@ -28,6 +28,7 @@ class Failure:
     not_before: float
     message: str
     spec: str = ""            # the spec digest a failed start was for
+    node: str = ""            # where a failed start was tried
 
 
 def _place_delay(count):
@@ -44,9 +45,9 @@ class Backoffs:
         self.crash = {}          # (service, slot) -> Failure
         self.seen_exits = set()  # container ids whose exit was counted
 
-    def place_failed(self, key, now, message, spec=""):
+    def place_failed(self, key, now, message, spec="", node=""):
         count = self.place[key].count + 1 if key in self.place else 1
-        failure = Failure(count, now + _place_delay(count), message, spec)
+        failure = Failure(count, now + _place_delay(count), message, spec, node)
         self.place[key] = failure
         return failure
 
@@ -102,6 +103,18 @@ class Backoffs:
     def place_messages(self):
         """(service, slot) -> (the spec digest, why its last start failed)."""
         return {key: (f.spec, f.message) for key, f in self.place.items()}
+
+    def place_nodes(self):
+        """(service, slot) -> the node its last failed start was tried on."""
+        return {key: f.node for key, f in self.place.items() if f.node}
+
+    def keep_only(self, service, slots):
+        """Forget the failures of `service`'s slots not in `slots`: a global
+        service's slot goes with its node (drained, removed, out of its
+        constraints), and its failures must not mark the service failed."""
+        for table in (self.place, self.crash):
+            for key in [k for k in table if k[0] == service and k[1] not in slots]:
+                del table[key]
 
     def until(self):
         """(service, slot) -> time before which the slot gets no new container."""

@@ -36,8 +36,8 @@ def won(grants, n_nodes):
 
 
 def renewed_since(renewals, n_nodes):
-    """renewals: node -> when the newest renewal it accepted was sent (claims
-    count). -> the latest time since which a majority of the `n_nodes` renewed,
+    """renewals: node -> when the newest renewal it accepted was sent (a grant
+    at taking office counts). -> the latest time since which a majority of the `n_nodes` renewed,
     or None: each of them bumped its counter after that time, so no standby
     can see a majority quiet for ttl before that time + ttl."""
     times = sorted(renewals.values(), reverse=True)
@@ -56,15 +56,20 @@ class Watch:
     value: Optional[tuple] = None      # (node_epoch, Lease or None) as last read
     changed_at: Optional[float] = None  # when value last changed (monotonic, ours)
     answered: bool = False              # did the last poll get an answer
+    seen_at: Optional[float] = None     # when the newest read that still saw `value` was sent
 
 
-def observe(watch, value, now):
-    """Record one poll answer (value) or a failed poll (value None)."""
+def observe(watch, value, now, sent=None):
+    """Record one poll answer (value) or a failed poll (value None). `now`
+    is when the answer came, `sent` when its read was sent (default now): a
+    late answer says nothing of the time after its read, so the lease counts
+    as quiet only up to `sent` (should_campaign)."""
     if value is None:
         watch.answered = False
         return watch
     if watch.value != value or watch.changed_at is None:
         watch.value, watch.changed_at = value, now
+    watch.seen_at = now if sent is None else sent
     watch.answered = True
     return watch
 
@@ -81,7 +86,9 @@ def should_campaign(watches, now, ttl, me, n_nodes, shortcuts=True):
     holders = [w.value[1].holder for w in answered if w.value[1] is not None]
     if shortcuts and len(holders) >= majority(n_nodes) and all(h == me for h in holders):
         return True                     # our own previous incarnation held it
-    quiet = [w for w in answered if now - w.changed_at >= ttl]
+    # Quiet from the first sight of the value up to the sending of the newest
+    # read that still saw it: a slow read never stretches the quiet.
+    quiet = [w for w in answered if (now if w.seen_at is None else min(now, w.seen_at)) - w.changed_at >= ttl]
     return len(quiet) >= majority(n_nodes)
 
 

@@ -51,6 +51,7 @@ class Round:
     wall: float = 0.0                                 # seconds since the epoch (rollouts' watches)
     place_failures: dict = field(default_factory=dict)   # (service, slot) -> why its last start failed
     node_labels: dict = field(default_factory=dict)   # node -> its labels (placement constraints)
+    place_nodes: dict = field(default_factory=dict)   # (service, slot) -> node of its last failed start
 
     def __post_init__(self):
         self.eligible = sorted(n for n, s in self.node_status.items() if s == READY and n not in self.drained)
@@ -78,14 +79,16 @@ class Round:
 
 def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, pending=None,
               drained=frozenset(), ready_since=None, removing_nodes=frozenset(), wall=0.0, place_failures=None,
-              node_labels=None):
+              node_labels=None, place_nodes=None):
     """backoff: (service, slot) -> time before which no new try is made.
     pending: (service, slot) -> node, changes still under way for those slots.
     removing_nodes: nodes where removals are still under way.
     wall, place_failures: what rolling updates judge by (scheduler/rollout.py).
-    node_labels: node -> labels, what placement constraints match."""
+    node_labels: node -> labels, what placement constraints match.
+    place_nodes: (service, slot) -> where its last start failed (a global
+    service's node keeps that slot, and its back-off)."""
     r = Round(node_status, now, backoff or {}, pending or {}, frozenset(drained), ready_since or {}, max_moves,
-              wall, place_failures or {}, node_labels or {})
+              wall, place_failures or {}, node_labels or {}, place_nodes or {})
     unknown = sorted(n for n, s in node_status.items() if s == UNKNOWN)
     if unknown:
         return Plan(tuple(Action("keep", s.name, reason=f"waiting for first probe of {', '.join(unknown)}")
@@ -205,11 +208,15 @@ def _reconcile_global(service, mine, r, totals):
         else:
             actions.append(_replace(service, slot, keeper.node, keeper, why))
     for node, slot in sorted(empty.items()):
-        waiting = r.waiting(service.name, slot)
-        actions.append(Action("keep", service.name, slot, node, reason="backing off after failures") if waiting
-                       else Action("place", service.name, slot, node, reason="node without one"))
+        if slot in turn.judged:
+            actions.append(Action("keep", service.name, slot, node, reason="a failure of the rollout, being judged"))
+        elif r.waiting(service.name, slot):
+            actions.append(Action("keep", service.name, slot, node, reason="backing off after failures"))
+        else:
+            actions.append(Action("place", service.name, slot, node, reason="node without one"))
+    actions = stops + actions
     under_way = len(in_flight) + sum(1 for a in actions if a.kind != "keep")
-    return stops + actions, rollout.verdict(service, turn.progress, under_way)
+    return actions, rollout.verdict(service, turn.progress, under_way)
 
 
 def _node_keepers(service, mine, r, in_flight, digest):
@@ -217,12 +224,16 @@ def _node_keepers(service, mine, r, in_flight, digest):
     container stays, unless the node takes none of this service (drained,
     or outside its constraints); the others are stopped. A slot number held
     on two nodes (given again while its node was down) stays with the better
-    one; the other container is stopped and its node gets a new slot."""
-    by_node = defaultdict(list)
+    one (or with a change under way); the other container is stopped and
+    its node gets a new slot."""
+    by_node, stops = defaultdict(list), []
     for c in mine:
-        if c.slot not in in_flight:
+        flying = in_flight.get(c.slot)
+        if flying is None:
             by_node[c.node].append(c)
-    best, stops = [], []
+        elif flying != c.node and r.ready(c.node):     # the slot's number, taken by a change under way
+            stops.append(_stop(c, f"slot {c.slot} is being placed on {flying}"))
+    best = []
     for node, containers in sorted(by_node.items()):
         containers.sort(key=lambda c: _rank(c, digest, r))
         if r.ready(node) and node not in r.eligible:
@@ -242,11 +253,18 @@ def _node_keepers(service, mine, r, in_flight, digest):
 
 def _new_slots(service, mine, keepers, in_flight, r):
     """node -> the slot its new container takes, for every eligible node
-    without one: the lowest numbers no container of the service holds."""
+    without one: the slot of its own last failed start if free (its back-off
+    and the rollout's count stay with it), else the lowest number free."""
     taken = {c.node for c in keepers.values()} | set(in_flight.values())
     used = {c.slot for c in mine} | set(in_flight)
-    free = (n for n in range(1, len(used) + len(r.eligible) + 2) if n not in used)
-    return {node: next(free) for node in r.eligible if node not in taken}
+    empty = [node for node in r.eligible if node not in taken]
+    out = {}
+    for (name, slot), node in sorted(r.place_nodes.items()):
+        if name == service.name and node in empty and node not in out and slot not in used:
+            out[node] = slot
+            used.add(slot)
+    free = (n for n in range(1, len(used) + len(empty) + 2) if n not in used)
+    return dict(out, **{node: next(free) for node in empty if node not in out})
 
 
 def _keepers(service, mine, r, in_flight, digest):

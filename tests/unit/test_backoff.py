@@ -276,3 +276,12 @@ def test_slots_lists_each_slot_and_kind_with_the_time_left():
     ]
     assert [r["retry_in_s"] for r in b.slots("web", NOW + 100)] == [0.0, 0.0, 0.0]
     assert b.slots("nothing", NOW) == []
+
+
+def test_a_global_service_forgets_the_failures_of_slots_it_no_longer_has():
+    b = Backoffs()
+    b.place_failed(("g", 1), NOW, "no such image", node="n1")
+    b.place_failed(("g", 2), NOW, "no such image", node="n2")
+    b.place_failed(("web", 1), NOW, "no such image")
+    b.keep_only("g", {2})
+    assert set(b.until()) == {("g", 2), ("web", 1)} and b.place_nodes() == {("g", 2): "n2"}

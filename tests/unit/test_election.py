@@ -10,7 +10,7 @@ import pytest
 
 from master.election import LEADER, POLLS_PER_TTL, Election, NotLeader
 from model import ServiceSpec, Settings
-from remote import lease as cmd
+from remote import lease as cmd, parse
 from store.state import Store
 from scriptnodes import Clock, ScriptFleet
 
@@ -355,7 +355,10 @@ def test_a_standby_whose_reads_answer_after_its_rounds_stop_waiting_still_takes_
     m2._poll_round(clock())
     wait_for(reads_done)
     clock.advance(ttl + 0.01)                     # m1 fell silent: nothing moved for a ttl
-    m2._poll_round(clock())
+    m2._poll_round(clock())                       # n1 is quiet; n2 and n3 only once their reads come
+    assert m2.role != LEADER
+    wait_for(reads_done)
+    m2._poll_round(clock())                       # reads sent a ttl after the change saw none: quiet
     wait_for(reads_done)
     settle(m2)
     assert m2.role == LEADER and m2.epoch > old, m2.reason
@@ -383,6 +386,19 @@ def test_a_leader_that_steps_down_cut_off_names_no_leader_it_read_before_its_ter
     assert m1.leader_seen[0] == "m1", m1.leader_seen
     for gate in gates.values():
         gate.opened.set()
+
+
+def test_a_read_sent_before_a_step_down_does_not_fill_the_new_watches(fleet, clock):
+    """A read of the poll before a term, answered after the term ended,
+    says nothing of now: it must not name the old leader in the fresh watches."""
+    m1, _ = master(fleet, clock)
+    epoch = lead(m1)
+    before = m1.watches
+    clock.advance(2 * TTL / 3 + 0.01)
+    assert not m1.is_leader()                     # stepped down: new watches
+    stale = parse.lease(fleet.connections["n1"].run(cmd.read()).stdout)
+    m1._observed("n1", stale, clock(), before)
+    assert not m1.watches["n1"].answered and m1.watches["n1"].value is None, epoch
 
 
 def wait_for(predicate, timeout=10):

@@ -101,6 +101,23 @@ def test_a_slot_given_again_while_its_node_was_down_moves_to_a_new_number():
     assert [(a.kind, a.node, a.slot) for a in plan.changes] == [("place", "n2", 2)]
 
 
+def test_a_node_whose_start_failed_keeps_its_slot_and_its_back_off():
+    """n9 failed to start slot 2; then n0 (earlier by name) is activated: n9
+    tries slot 2 again (its back-off holds), n0 takes the next free one."""
+    status = {"n0": READY, "n1": READY, "n9": READY}
+    observed = [container("g", 1, "n1", spec=SPEC.digest())]
+    plan = reconcile([glob()], observed, status, NOW, backoff={("g", 2): NOW + 4}, place_nodes={("g", 2): "n9"})
+    assert sorted((a.kind, a.node, a.slot) for a in plan.actions if a.node != "n1") == \
+        [("keep", "n9", 2), ("place", "n0", 3)]
+
+
+def test_a_slot_number_under_way_elsewhere_is_stopped_where_it_came_back():
+    status = {"n1": READY, "n2": READY}
+    back = container("g", 1, "n2", spec=SPEC.digest())
+    plan = reconcile([glob()], [back], status, NOW, pending={("g", 1): "n1"})
+    assert [(a.kind, a.node, a.reason) for a in plan.changes] == [("stop", "n2", "slot 1 is being placed on n1")]
+
+
 def test_a_node_outside_the_constraints_loses_its_container():
     status = {"n1": READY, "n2": READY}
     labels = {"n1": {"zone": "a"}, "n2": {"zone": "b"}}

@@ -165,6 +165,19 @@ def test_nodes_that_stopped_answering_count_for_nothing():
     assert not campaign(ws, now=1000.0)
 
 
+def test_a_late_answer_never_stretches_the_quiet():
+    """Quiet counts from the first sight of a value up to the sending of the
+    newest read that still saw it, not up to when its answer came."""
+    quiet = lease_of(101, "m1", 4)
+    ws = watches((quiet, 0.0), (quiet, 0.0), (quiet, 0.0))
+    for w in ws.values():
+        rules.observe(w, quiet, now=7.0, sent=5.9)       # sent before a ttl had passed, answered after
+    assert not campaign(ws, now=7.0)
+    for w in ws.values():
+        rules.observe(w, quiet, now=7.5, sent=6.0)
+    assert campaign(ws, now=7.5)
+
+
 def test_a_fresh_cluster_campaigns_at_once():
     assert campaign(watches((FRESH, 10.0), (FRESH, 10.0), (FRESH, 10.0)), now=10.0)
     assert campaign(watches((FRESH, 10.0), (FRESH, 10.0), (None, None)), now=10.0)
