@@ -321,10 +321,26 @@ class Election(threading.Thread):
                                              shortcuts=self.office_failures == 0) \
                 and (self.quiet_until is None or now >= self.quiet_until)
             self._explain()
-        if campaign:
-            self._campaign(started)
-        else:
+        if not campaign:
             self._follow({n: r.stamp for n, r in results.items() if isinstance(r, LeaseRead)})
+        elif self._quiet_on_fresh_reads():
+            self._campaign(started)
+
+    def _quiet_on_fresh_reads(self):
+        """Read the leases again just before claiming, and campaign only if a
+        majority still looks quiet on reads sent now. A slow node's last
+        answer is old news: another standby may have claimed since, and two
+        standbys claiming in turn depose each other (the first one's first
+        writes answer 503)."""
+        asked = self.clock()
+
+        def quiet():
+            with self.lock:
+                fresh = {n: w for n, w in self.watches.items() if w.seen_at is not None and w.seen_at >= asked}
+                return rules.should_campaign(fresh, self.clock(), self.ttl, self.me, len(self.nodes),
+                                             shortcuts=self.office_failures == 0)
+        self.rounds.run_until("recheck", self._read_lease, self.nodes, max(1.0, self.ttl / 3), quiet)
+        return quiet()
 
     def _read_lease(self, node):
         """One node's lease, noted in its watch when the answer (or the

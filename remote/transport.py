@@ -11,7 +11,7 @@ import shlex
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import fabric
@@ -391,6 +391,18 @@ class Rounds:
         -> {node: result, or the exception, or TimeoutError when not done}."""
         futures = self._submit(kind, fn, nodes)
         wait(futures.values(), timeout=timeout)
+        return {n: _outcome(futures.get(n), n) for n in nodes}
+
+    def run_until(self, kind, fn, nodes, timeout, enough):
+        """As run, but returns as soon as enough() is true (checked as each call ends)."""
+        futures = self._submit(kind, fn, nodes)
+        deadline = time.monotonic() + timeout
+        pending = set(futures.values())
+        while pending and not enough():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
         return {n: _outcome(futures.get(n), n) for n in nodes}
 
     def _submit(self, kind, fn, nodes):

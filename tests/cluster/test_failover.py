@@ -243,8 +243,8 @@ def test_leader_cut_off_from_two_nodes_is_replaced(ha, engines):
     try:
         new = ha.leader(other_than=old)
         wait_for(lambda: ha.procs[old].role() == "standby", 20)
-        assert ha.call("POST", "/service", {"name": "web", "image": "bicycle/demo:1", "replicas": 3},
-                       via=new).status_code == 201
+        r = ha.call("POST", "/service", {"name": "web", "image": "bicycle/demo:1", "replicas": 3}, via=new)
+        assert r.status_code == 201, (r.text, {n: p.role() for n, p in ha.procs.items()})
         assert sorted(engines.counts("web").values()) == [1, 1, 1]
     finally:
         for address in (NODE2, NODE3):

@@ -364,6 +364,36 @@ def test_a_standby_whose_reads_answer_after_its_rounds_stop_waiting_still_takes_
     assert m2.role == LEADER and m2.epoch > old, m2.reason
 
 
+def test_a_standby_does_not_campaign_on_old_answers_once_another_has_claimed(fleet, clock):
+    """m2's last answers from n2 and n3 show m1's lease quiet for a ttl, but
+    m3 has claimed since and m2's new reads of them are slow: it reads the
+    leases again before claiming, sees m3's claim, and leaves m3 leading
+    (claiming on the old answers, it deposed m3 right after its takeover)."""
+    m1, _ = master(fleet, clock)
+    m2, _ = master(fleet, clock, name="m2", index=2)
+    m3, _ = master(fleet, clock, name="m3", index=3)
+    lead(m1)
+    m2._poll_round(clock())
+    m3._poll_round(clock())
+    clock.advance(TTL + 0.01)                     # m1 falls silent
+    for n in ("n2", "n3"):
+        fleet.connections[n].hang = SlowReads(fleet.connections[n], 1.0)
+    m2._poll_round(clock())                       # n1 quiet; n2 and n3 answer late, quiet too
+    wait_for(lambda: all(m2.rounds.inflight[("read", n)].done() for n in ("n2", "n3")))
+    assert m2.role != LEADER
+    for n in ("n2", "n3"):
+        fleet.connections[n].hang = None
+    clock.advance(0.01)
+    m3._poll_round(clock())                       # m3 campaigns first
+    settle(m3)
+    assert m3.role == LEADER
+    for n in ("n2", "n3"):
+        fleet.connections[n].hang = SlowReads(fleet.connections[n], 1.0)
+    m2._poll_round(clock())                       # n2 and n3 still look quiet from before
+    settle(m2)
+    assert m2.role != LEADER and m3.is_leader(), m2.reason
+
+
 def test_a_leader_that_steps_down_cut_off_names_no_leader_it_read_before_its_term(fleet, clock):
     """m1 saw m2 lead, then led itself; cut off from n2 and n3 it steps down.
     Its reads of them hang: what it read of them before its term must not
