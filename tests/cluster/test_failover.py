@@ -1,6 +1,8 @@
 """Standby masters on the real sandbox: lease on a majority of nodes, epoch
 fencing checked in the nodes' own audit records, replicated writes, takeover."""
+import glob
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -35,8 +37,8 @@ def ha(sandbox, master, engines, tmp_path_factory):
 
 
 class Cluster:
-    def __init__(self, procs, inventory):
-        self.procs, self.inventory = procs, inventory
+    def __init__(self, procs, inventory, path=None, logs=None):
+        self.procs, self.inventory, self.path, self.logs = procs, inventory, path, logs
 
     @classmethod
     def started(cls, path, logs):
@@ -45,14 +47,19 @@ class Cluster:
                  for n, (a, p) in MASTERS.items()}
         for p in procs.values():
             p.start(role=None)
-        masters = cls(procs, load(path))
+        masters = cls(procs, load(path), path, logs)
         masters.leader()
         return masters
 
     def kill(self):
+        """Stop every master; keep each one's store (its event log: the
+        elections' timeline) beside its log, before the sandbox goes."""
         for p in self.procs.values():
             if p.alive():
                 p.stop(signal.SIGKILL)
+        if self.path and self.logs:
+            for state in glob.glob(os.path.join(os.path.dirname(self.path), "state-ha.*.json")):
+                shutil.copy(state, self.logs / os.path.basename(state))
 
     def leader(self, timeout=40, other_than=None):
         """The name of the one master that says it leads (waits for one)."""
