@@ -185,7 +185,10 @@ def test_crash_loop_backs_off_fails_and_recovers(engines):
     for (_, died, _), (started, _, _) in zip(runs, runs[1:]):
         assert started > died, "two containers of one slot at once"
     waits = [after[0] - before[1] for before, after in zip(runs, runs[1:])]
-    assert waits[0] < waits[1] < waits[2], f"waits do not grow: {waits}"
+    # The back-off's floors after the 2nd and 3rd crash in a row (2 s, 4 s): a
+    # slow machine only lengthens a wait, so these hold however loaded it is
+    # (a strict "each longer than the last" failed when a wait ran late).
+    assert waits[1] >= 2.0 and waits[2] >= 4.0, f"waits shorter than the back-off: {waits}"
     assert waits[1] >= 2 and waits[2] >= 4, f"retried before the back-off ended: {waits}"
 
 
