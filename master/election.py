@@ -317,14 +317,18 @@ class Election(threading.Thread):
             now = self.clock()
             self.leader_seen = rules.leader_named(self.watches, len(self.nodes)) or self.leader_seen
             self.polled = True
-            campaign = rules.should_campaign(self.watches, now, self.ttl, self.me, len(self.nodes),
-                                             shortcuts=self.office_failures == 0) \
-                and (self.quiet_until is None or now >= self.quiet_until)
+            campaign = self._lease_quiet(self.watches, now) and (self.quiet_until is None or now >= self.quiet_until)
             self._explain()
         if not campaign:
             self._follow({n: r.stamp for n, r in results.items() if isinstance(r, LeaseRead)})
         elif self._quiet_on_fresh_reads():
             self._campaign(started)
+
+    def _lease_quiet(self, watches, now):
+        """scheduler.lease.should_campaign over `watches` (self.lock held);
+        after a failed taking of office only a lease quiet for ttl counts."""
+        return rules.should_campaign(watches, now, self.ttl, self.me, len(self.nodes),
+                                     shortcuts=self.office_failures == 0)
 
     def _quiet_on_fresh_reads(self):
         """Read the leases again just before claiming, and campaign only if a
@@ -337,8 +341,7 @@ class Election(threading.Thread):
         def quiet():
             with self.lock:
                 fresh = {n: w for n, w in self.watches.items() if w.seen_at is not None and w.seen_at >= asked}
-                return rules.should_campaign(fresh, self.clock(), self.ttl, self.me, len(self.nodes),
-                                             shortcuts=self.office_failures == 0)
+                return self._lease_quiet(fresh, self.clock())
         self.rounds.run_until("recheck", self._read_lease, self.nodes, max(1.0, self.ttl / 3), quiet)
         return quiet()
 
