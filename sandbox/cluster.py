@@ -224,7 +224,8 @@ def set_path(directory: str, node_index: int, path: str | None, log=lambda *a: N
     """Give node `node_index`'s SSH sessions this PATH (None: sshd's default
     again), so that a command can be missing there: `docker` before a
     bootstrap, `flock` for the doctor. Sessions open now are ended (a
-    master reconnects and gets the new PATH)."""
+    master reconnects and gets the new PATH). Returns once the node's sshd
+    answers again."""
     sb = load(directory)
     if sb is None or not 1 <= node_index <= sb.nodes:
         raise SandboxError(f"no node {node_index} in the sandbox in {resolve(directory)}")
@@ -234,7 +235,9 @@ def set_path(directory: str, node_index: int, path: str | None, log=lambda *a: N
             os.remove(node.path_file)
     else:
         daemons.write_file(node.path_file, path + "\n")
+    daemons.stop_sshd(node)          # not a SIGHUP: its re-exec refuses connections for an unseen moment
     daemons.start_sshd(node, _served_authorized_keys(sb), log)
+    daemons.wait_sshd(node)
     session = re.compile(rf"sshd: {node.user}(@|\s|$)")      # "sshd: bicycle14@notty", "... [priv]"
     host.terminate(host.find_pids(lambda line: session.match(line) is not None), grace=2.0)
 

@@ -109,6 +109,11 @@ def removal_under_way(ha, leader, tries=3):
     raise AssertionError(f"the removal never started its drain: {answers}")
 
 
+def answer_of(out):
+    answer = out.get("answer")
+    return f"{answer.status_code} {answer.text}" if hasattr(answer, "status_code") else repr(answer)
+
+
 def said(ha, name, text):
     try:
         return any(text in e["message"] for e in ha.call("GET", "/events", via=name, params={"limit": 100}).json())
@@ -139,7 +144,8 @@ def test_a_leader_killed_during_an_add_or_a_remove_leaves_no_half_change(ha4):
     try:
         first = ha.leader()
         adding, out = in_background(lambda: ha.call("POST", "/nodes", NODE4_BODY, via=first))
-        wait_for(lambda: said(ha, first, "running settings.bootstrap"), 20)
+        wait_for(lambda: said(ha, first, "running settings.bootstrap") or not adding.is_alive(), 30)
+        assert adding.is_alive(), answer_of(out)                  # the add must still be bootstrapping
         ha.procs[first].stop(signal.SIGKILL)
         adding.join(30)
         assert isinstance(out["answer"], Exception), out          # never acknowledged
