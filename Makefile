@@ -17,7 +17,7 @@ stop:
 ## test: unit tests and cluster tests against real sandboxes, three test files at a time
 ## (one sandbox per worker: 127.0.0.21-23, 31-33, 91-93; modules with their own use 51-75).
 test: setup
-	$(PY) -m pytest -q -n 3 --dist loadfile tests/unit tests/cluster
+	$(PY) -m pytest -q -n 3 --dist loadfile --durations=25 tests/unit tests/cluster
 
 unit: setup
 	$(PY) -m pytest -q tests/unit
