@@ -24,7 +24,9 @@ import requests
 from conftest import LABEL, ROOT, Engines, MasterProcess, wait_for
 from cli.client import TokenSession
 from master import auth
+from master.events import iso
 from sandbox import cluster
+from store.state import MAX_EVENTS, Store
 
 IMAGE = "bicycle/demo:1"
 UPDATED = "bicycle/demo:2"
@@ -33,7 +35,6 @@ SERVICES = 60       # one replica each (100 made the CI run's longest file longe
 POLLERS = 3
 MIN_POLLS = 10          # per poller: the readers really loaded the master
 MIN_SAMPLES = 5         # engine snapshots taken while the work went on
-MAX_EVENTS = 1000       # the store's bound on the event log
 
 
 class Sandbox:
@@ -47,15 +48,28 @@ class Sandbox:
         self.engines = None
         self.http = TokenSession(lambda: auth.load(os.path.join(self.dir, "tokens.json"))[auth.ADMIN])
 
-    def up(self):
+    def up(self, events=0):
+        """Sandbox and master up; the master's store starts with `events`
+        events already logged (written before it starts: a full log without
+        a thousand replicated writes)."""
         if os.path.exists(os.path.join(self.dir, "sandbox.json")):
             cluster.down(self.dir, log=lambda *a: None)       # a leftover of an interrupted run
         inventory = cluster.up(self.dir, nodes=self.nodes, base=self.base, api=self.api, log=lambda *a: None)
         self.engines = Engines(cluster.engines(self.dir))
+        self.log_events(events)
         self.master = MasterProcess(inventory, self.log_path, api=self.api)
         self.master.start()
         wait_for(lambda: all(n["status"] == "ready" for n in self.get("/state").json()["nodes"]), 30)
         return self
+
+    def log_events(self, count):
+        """`count` events like an `activate` of node1 each, in the store file."""
+        store = Store(os.path.join(self.dir, "state.json"))
+        try:
+            store.add_events([{"time": iso(time.time()), "kind": "activate", "message": "node node1 takes work again",
+                               "node": "node1"} for _ in range(count)])
+        finally:
+            store.close()
 
     def down(self):
         try:
@@ -104,7 +118,7 @@ class Sandbox:
 def load_sandbox(tmp_path_factory):
     sb = Sandbox(".sandbox-load", 3, 50, "127.0.0.1:7175", tmp_path_factory)
     try:
-        yield sb.up()
+        yield sb.up(events=MAX_EVENTS)     # the event log at its bound, as on any master that ran a while
     finally:
         sb.down()
 
@@ -149,15 +163,6 @@ def transitions(events):
     return [e["message"] for e in events if e["kind"] == "node"]
 
 
-def fill_event_log(sb, node="node1"):
-    """Bring the event log to its bound, as on any master that ran a while
-    (each `activate` of an active node is one event and changes nothing else)."""
-    while len(sb.get(f"/events?limit={MAX_EVENTS}").json()) < MAX_EVENTS:
-        for _ in range(50):
-            r = sb.request("POST", f"/nodes/{node}/activate")
-            assert r.status_code == 200, r.text
-
-
 def acknowledged(sb, method, path, body):
     """A write, sent again while it answers 503: on a loaded machine a write
     may not reach a majority in time, and the API says to retry it (a
@@ -187,7 +192,7 @@ def test_readers_polling_as_fast_as_they_can_never_move_a_container(load_sandbox
     container changes in the steady state, and the update replaces each
     container once, on its own node."""
     sb = load_sandbox
-    fill_event_log(sb)
+    assert len(sb.get(f"/events?limit={MAX_EVENTS}").json()) == MAX_EVENTS
     create_services(sb, SERVICES)
     wait_for(lambda: all_running(sb, IMAGE), 300, interval=1)
     wait_for(lambda: sb.running_count() == SERVICES, 60, interval=1)
