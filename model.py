@@ -52,6 +52,20 @@ class Port:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A volume of a service's containers (docker run --volume): a named
+    volume of the node's own engine, created where a replica runs (as
+    Swarm's local driver does); a bind of a path on the node (source starts
+    with "/"); or an anonymous volume (no source)."""
+    target: str
+    source: str = ""
+    read_only: bool = False
+
+    def flag(self) -> str:
+        return ":".join(p for p in (self.source, self.target, "ro" if self.read_only else "") if p)
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """What every container of a service runs; replicas live beside it."""
     image: str
@@ -65,6 +79,10 @@ class ServiceSpec:
     healthcheck: Optional[Healthcheck] = None   # None: the image's own, if it has one
     cpus: float = 0.0        # limit in CPUs (docker run --cpus); 0: none
     memory: int = 0          # limit in bytes (docker run --memory); 0: none
+    entrypoint: Optional[tuple] = None   # None: the image's own; (): none at all
+    volumes: tuple = ()      # Mount values
+    reserve_cpus: float = 0.0    # what placement sets aside on a node (reservations); 0: none
+    reserve_memory: int = 0
 
     def to_dict(self) -> dict:
         d = {
@@ -83,6 +101,13 @@ class ServiceSpec:
             d["healthcheck"] = self.healthcheck.to_dict()
         if self.cpus or self.memory:        # absent without limits: older specs keep their digest
             d["resources"] = {"limits": {k: v for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v}}
+        if self.reserve_cpus or self.reserve_memory:
+            d.setdefault("resources", {})["reservations"] = {
+                k: v for k, v in (("cpus", self.reserve_cpus), ("memory", self.reserve_memory)) if v}
+        if self.entrypoint is not None:     # absent when the image's own (older specs keep their digest)
+            d["entrypoint"] = list(self.entrypoint)
+        if self.volumes:
+            d["volumes"] = [asdict(m) for m in self.volumes]
         return d
 
     def public_dict(self) -> dict:
@@ -104,14 +129,24 @@ class ServiceSpec:
             secrets=tuple(sorted((d.get("secrets") or {}).items())),
             pull=d.get("pull", "missing"),
             healthcheck=Healthcheck.from_dict(d["healthcheck"]) if d.get("healthcheck") else None,
-            cpus=float(((d.get("resources") or {}).get("limits") or {}).get("cpus", 0.0)),
-            memory=int(((d.get("resources") or {}).get("limits") or {}).get("memory", 0)),
+            cpus=_amounts(d, "limits")[0],
+            memory=_amounts(d, "limits")[1],
+            entrypoint=tuple(d["entrypoint"]) if d.get("entrypoint") is not None else None,
+            volumes=tuple(Mount(**m) for m in d.get("volumes") or ()),
+            reserve_cpus=_amounts(d, "reservations")[0],
+            reserve_memory=_amounts(d, "reservations")[1],
         )
 
     def digest(self) -> str:
         """Short stable hash: containers whose label differs run an older spec."""
         raw = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def _amounts(spec: dict, kind: str) -> tuple:
+    """(cpus, memory bytes) of a spec dict's resources.limits or .reservations."""
+    amounts = (spec.get("resources") or {}).get(kind) or {}
+    return float(amounts.get("cpus", 0.0)), int(amounts.get("memory", 0))
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,16 @@ ROLLOUT_FIELDS = {
 }
 
 
+AMOUNTS = {"type": "object", "additionalProperties": False, "properties": {
+    "cpus": {"oneOf": [{"type": "number", "minimum": 0.01, "maximum": 1024}, {"type": "string"}], "example": 0.5},
+    "memory": {"oneOf": [{"type": "integer", "minimum": 6291456}, {"type": "string"}], "example": "256m"}}}
+VOLUME = {"oneOf": [
+    {"type": "string", "example": "data:/var/lib/data", "description": "SOURCE:TARGET[:ro|rw] or TARGET"},
+    {"type": "object", "additionalProperties": False, "required": ["target"], "properties": {
+        "source": {"type": "string", "pattern": "^(" + validate.VOLUME_NAME.pattern + "|" + validate.NODE_PATH.pattern + ")?$"},
+        "target": {"type": "string", "pattern": _pattern(validate.NODE_PATH)},
+        "read_only": {"type": "boolean"}}}]}
+
 SPEC_FIELDS = {
     "image": {"type": "string", "maxLength": 400, "pattern": _pattern(validate.IMAGE), "example": "bicycle/demo:1"},
     "replicas": {"type": "integer", "minimum": 0, "maximum": validate.MAX_REPLICAS, "default": 1,
@@ -80,12 +90,13 @@ SPEC_FIELDS = {
                         description="NAME -> value, given to the containers as environment; shown masked"),
     "healthcheck": HEALTHCHECK,
     "resources": {"type": "object", "additionalProperties": False,
-                  "description": "limits passed to the engine (reservations are not supported yet)",
-                  "properties": {"limits": {"type": "object", "additionalProperties": False, "properties": {
-                      "cpus": {"oneOf": [{"type": "number", "minimum": 0.01, "maximum": 1024}, {"type": "string"}],
-                               "example": 0.5},
-                      "memory": {"oneOf": [{"type": "integer", "minimum": 6291456}, {"type": "string"}],
-                                 "example": "256m"}}}}},
+                  "description": "limits go to the engine; reservations to placement (a node takes a replica "
+                                 "only while its replicas' reservations fit in what its engine has)",
+                  "properties": {"limits": AMOUNTS, "reservations": AMOUNTS}},
+    "entrypoint": {"oneOf": [{"type": "string"}, {"type": "array", "maxItems": validate.MAX_ITEMS, "items": TEXT}],
+                   "nullable": True, "description": "replaces the image's entrypoint ([]: none; null: the image's)"},
+    "volumes": {"type": "array", "maxItems": validate.MAX_ITEMS, "items": VOLUME,
+                "description": "named volumes of the node's engine (made where a replica runs) or paths on the node"},
 }
 NAME = {"type": "string", "pattern": _pattern(validate.NAME)}
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from master.inventory import HOST, USER
 from master.validate_update import healthcheck, resources, update_settings
 from scheduler import constraints
-from model import GLOBAL, MODES, NAME_PATTERN, PULL_POLICIES, REPLICATED, ServiceSpec, Port, RESTART_POLICIES, \
-    UpdateConfig
+from model import GLOBAL, MODES, NAME_PATTERN, PULL_POLICIES, REPLICATED, Mount, ServiceSpec, Port, \
+    RESTART_POLICIES, UpdateConfig
 
 NAME = re.compile(NAME_PATTERN)
 IMAGE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}(:\d{1,5})?/)?"          # registry host[:port]/
@@ -21,12 +21,14 @@ IMAGE = re.compile(r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}(:\d{1,5})?/)?"          # 
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?")
 PORT = re.compile(r"(\d{1,5}):(\d{1,5})(/(tcp|udp))?")
+VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+NODE_PATH = re.compile(r"/[^\x00-\x1f:,]{0,1023}")     # an absolute path; no ':' nor ',' (docker's separators)
 MAX_REPLICAS = 1000
 MAX_STRING = 4096
 MAX_ITEMS = 100
 
 CREATE_FIELDS = {"name", "image", "replicas", "command", "env", "ports", "labels", "restart", "secrets", "pull",
-                 "healthcheck", "update", "rollback", "constraints", "resources", "mode"}
+                 "healthcheck", "update", "rollback", "constraints", "resources", "mode", "entrypoint", "volumes"}
 PATCH_FIELDS = CREATE_FIELDS - {"name", "mode"}
 
 
@@ -64,9 +66,8 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     merged = dict(base["spec"], replicas=base["replicas"]) if base else {}
     merged.update({k: v for k, v in body.items()
                    if k in allowed and k not in ("update", "rollback", "constraints", "mode")})
-    if base and isinstance(body.get("resources"), dict) and isinstance(body["resources"].get("limits"), dict):
-        stored = (base["spec"].get("resources") or {}).get("limits") or {}     # a limit not named stays
-        merged["resources"] = dict(body["resources"], limits=dict(stored, **body["resources"]["limits"]))
+    if base and isinstance(body.get("resources"), dict):
+        merged["resources"] = _resources_over(body["resources"], base["spec"].get("resources") or {})
 
     def err(field, message):
         errors.append({"field": field, "message": message})
@@ -96,7 +97,9 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     if pull not in PULL_POLICIES:
         err("pull", f"must be one of {', '.join(PULL_POLICIES)}")
     check = healthcheck(merged.get("healthcheck"), err)
-    cpus, memory = resources(merged.get("resources"), err)
+    (cpus, memory), (reserve_cpus, reserve_memory) = resources(merged.get("resources"), err)
+    entrypoint = _entrypoint(merged.get("entrypoint"), err)
+    volumes = _volumes(merged.get("volumes"), err)
     if ports and isinstance(replicas, int) and replicas > max_per_node_nodes:
         err("replicas", f"a service that publishes host ports runs at most one container per node "
                         f"({max_per_node_nodes} nodes)")
@@ -105,7 +108,8 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     spec = ServiceSpec(image=image, command=tuple(command), env=tuple(sorted(env.items())),
                        ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart,
                        secrets=_sealed(stored, secrets, seal), pull=pull, healthcheck=check, cpus=cpus,
-                       memory=memory)
+                       memory=memory, entrypoint=entrypoint, volumes=volumes, reserve_cpus=reserve_cpus,
+                       reserve_memory=reserve_memory)
     return name, spec, replicas
 
 
@@ -201,17 +205,74 @@ def _text_ok(value):
     return isinstance(value, str) and len(value) <= MAX_STRING and "\x00" not in value
 
 
-def _command(value, err):
+def _resources_over(given, stored):
+    """A patch's resources over the stored ones: an amount not named stays."""
+    merged = dict(given)
+    for kind in ("limits", "reservations"):
+        if isinstance(given.get(kind), dict):
+            merged[kind] = dict(stored.get(kind) or {}, **given[kind])
+    return merged
+
+
+def _entrypoint(value, err):
+    """None (the image's own), or the words that replace it ([]: none)."""
+    if value is None:
+        return None
+    words = _command(value, err, "entrypoint")
+    return tuple(words) if isinstance(words, list) else None
+
+
+def _volumes(value, err):
+    """A list of "SOURCE:TARGET[:ro|rw]", "TARGET" or {source, target,
+    read_only}: SOURCE is a volume name (the node's engine makes it) or an
+    absolute path on the node; TARGET an absolute path in the container."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        err("volumes", f"must be a list of at most {MAX_ITEMS} volumes")
+        return ()
+    mounts = []
+    for i, v in enumerate(value):
+        mount = _mount(v)
+        if mount is None:
+            err(f"volumes.{i}", "must be 'SOURCE:TARGET[:ro]' (SOURCE a volume name or an absolute path on the "
+                                "node, TARGET an absolute path other than /) or {source, target, read_only}")
+        else:
+            mounts.append(mount)
+    if len({m.target for m in mounts}) != len(mounts):
+        err("volumes", "two volumes have the same target")
+    return tuple(mounts)
+
+
+def _mount(v):
+    if isinstance(v, str):
+        parts = v.split(":")
+        mode = parts.pop() if len(parts) == 3 or (len(parts) == 2 and parts[1] in ("ro", "rw")) else "rw"
+        source, target = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
+        v = {"source": source, "target": target, "read_only": mode == "ro"} if mode in ("ro", "rw") else None
+    if not isinstance(v, dict) or set(v) - {"source", "target", "read_only"}:
+        return None
+    source, target, read_only = v.get("source") or "", v.get("target"), v.get("read_only", False)
+    ok = (isinstance(source, str) and (source == "" or VOLUME_NAME.fullmatch(source) or _path_ok(source))
+          and isinstance(target, str) and _path_ok(target) and target != "/" and isinstance(read_only, bool))
+    return Mount(target=target, source=source, read_only=read_only) if ok else None
+
+
+def _path_ok(path):
+    return bool(NODE_PATH.fullmatch(path)) and ".." not in path.split("/")
+
+
+def _command(value, err, field="command"):
     if value is None:
         return []
     if isinstance(value, str):
         try:
             value = shlex.split(value)
         except ValueError as e:
-            err("command", f"cannot be split into words: {e}")
+            err(field, f"cannot be split into words: {e}")
             return []
     if not isinstance(value, list) or len(value) > MAX_ITEMS or not all(_text_ok(v) for v in value):
-        err("command", f"must be a string or a list of at most {MAX_ITEMS} strings")
+        err(field, f"must be a string or a list of at most {MAX_ITEMS} strings")
         return []
     return value
 

@@ -66,40 +66,43 @@ MAX_CPUS = 1024.0
 
 
 def resources(value, err):
-    """A body's `resources` -> (cpus, memory bytes) limits, 0 for none.
-    {"limits": {"cpus": 0.5 or "0.5", "memory": "256m" or bytes}}; a
-    reservation is refused (placement does not weigh them yet)."""
+    """A body's `resources` -> ((cpus, memory bytes) limits, (cpus, memory
+    bytes) reservations), 0 for none. {"limits": {"cpus": 0.5 or "0.5",
+    "memory": "256m" or bytes}, "reservations": {the same}}: limits go to
+    the engine, reservations to placement (a node takes a replica only while
+    what its replicas reserve fits in what its engine has)."""
     if value is None:
-        return 0.0, 0
+        return (0.0, 0), (0.0, 0)
     if not isinstance(value, dict) or set(value) - {"limits", "reservations"}:
-        err("resources", "must be an object with limits: {cpus, memory}")
-        return 0.0, 0
-    if value.get("reservations"):
-        err("resources.reservations", "not supported yet: placement does not weigh reservations; "
-                                      "give limits only")
-    limits = value.get("limits") or {}
-    if not isinstance(limits, dict) or set(limits) - {"cpus", "memory"}:
-        err("resources.limits", "must be an object of cpus and memory")
-        return 0.0, 0
-    return _cpus(limits.get("cpus"), err), _memory(limits.get("memory"), err)
+        err("resources", "must be an object with limits and/or reservations: {cpus, memory}")
+        return (0.0, 0), (0.0, 0)
+    return _amounts(value, "limits", err), _amounts(value, "reservations", err)
 
 
-def _cpus(value, err):
-    if value is None or value == 0 or value == "0":          # 0: no limit (clears one)
+def _amounts(value, kind, err):
+    amounts = value.get(kind) or {}
+    if not isinstance(amounts, dict) or set(amounts) - {"cpus", "memory"}:
+        err(f"resources.{kind}", "must be an object of cpus and memory")
+        return 0.0, 0
+    return _cpus(amounts.get("cpus"), f"resources.{kind}.cpus", err), \
+        _memory(amounts.get("memory"), f"resources.{kind}.memory", err)
+
+
+def _cpus(value, field, err):
+    if value is None or value == 0 or value == "0":          # 0: none (clears one)
         return 0.0
     try:
         cpus = float(value) if not isinstance(value, bool) else -1.0
     except (TypeError, ValueError):
         cpus = -1.0
     if not 0.01 <= cpus <= MAX_CPUS:
-        err("resources.limits.cpus", f"must be a number of CPUs from 0.01 to {MAX_CPUS:.0f}, such as 0.5 "
-                                     f"(0: no limit)")
+        err(field, f"must be a number of CPUs from 0.01 to {MAX_CPUS:.0f}, such as 0.5 (0: none)")
         return 0.0
     return round(cpus, 3)
 
 
-def _memory(value, err):
-    if value is None or value == 0 or value == "0":          # 0: no limit (clears one)
+def _memory(value, field, err):
+    if value is None or value == 0 or value == "0":          # 0: none (clears one)
         return 0
     m = MEMORY.fullmatch(value.strip()) if isinstance(value, str) else None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -109,8 +112,7 @@ def _memory(value, err):
     else:
         size = -1
     if not MIN_MEMORY <= size <= (1 << 50):
-        err("resources.limits.memory", "must be bytes or a size such as \"256m\" or \"1g\", at least 6m "
-                                       "(0: no limit)")
+        err(field, "must be bytes or a size such as \"256m\" or \"1g\", at least 6m (0: none)")
         return 0
     return size
 

@@ -49,10 +49,15 @@ def run(name, service, slot, spec, epoch=0):
         argv += ["--cpus", f"{spec.cpus:g}"]
     if spec.memory:
         argv += ["--memory", f"{spec.memory}b"]
+    for mount in spec.volumes:
+        argv += ["--volume", mount.flag()]
     if spec.secrets:
         # The values come on the command's stdin, never on its command line.
         argv += ["--env-file", "/dev/stdin"]
-    return argv + ["--", spec.image, *spec.command]
+    entry = list(spec.entrypoint or ())
+    if spec.entrypoint is not None:      # docker run takes one word; the rest go before the command
+        argv += ["--entrypoint", entry.pop(0) if entry else ""]
+    return argv + ["--", spec.image, *entry, *spec.command]
 
 
 def _health_flags(check):

@@ -6,7 +6,7 @@ import sys
 
 from hypothesis import given, settings, strategies as st
 
-from model import Healthcheck, Port, ServiceSpec
+from model import Healthcheck, Mount, Port, ServiceSpec
 from remote import commands
 
 
@@ -128,3 +128,17 @@ def test_limits_go_to_docker_run():
     argv = commands.run("x.1.a", "x", 1, ServiceSpec(image="a", cpus=0.5, memory=256 << 20))
     assert argv[argv.index("--cpus"):argv.index("--cpus") + 4] == ["--cpus", "0.5", "--memory", "268435456b"]
     assert "--cpus" not in commands.run("x.1.a", "x", 1, ServiceSpec(image="a"))
+
+
+def test_volumes_and_an_entrypoint_go_to_docker_run():
+    spec = ServiceSpec(image="a", command=("-c", "echo hi"), entrypoint=("sh", "-e"),
+                       volumes=(Mount("/data", "web-data"), Mount("/etc/x", "/srv/x", read_only=True), Mount("/tmp/a")))
+    argv = commands.run("x.1.a", "x", 1, spec)
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"] == ["web-data:/data", "/srv/x:/etc/x:ro",
+                                                                           "/tmp/a"]
+    assert argv[argv.index("--entrypoint"):] == ["--entrypoint", "sh", "--", "a", "-e", "-c", "echo hi"]
+    cleared = commands.run("x.1.a", "x", 1, ServiceSpec(image="a", entrypoint=()))
+    assert cleared[cleared.index("--entrypoint"):] == ["--entrypoint", "", "--", "a"]
+    assert "--entrypoint" not in commands.run("x.1.a", "x", 1, ServiceSpec(image="a"))
+    assert ServiceSpec(image="alpine", entrypoint=None, volumes=()).digest() == "f44081b37921"   # as before
+    assert ServiceSpec.from_dict(spec.to_dict()) == spec

@@ -2,7 +2,7 @@
 import pytest
 
 from master.validate import Invalid, service_body, check_name
-from model import Port, ServiceSpec
+from model import Mount, Port, ServiceSpec
 
 NODES = 3
 
@@ -61,6 +61,17 @@ def test_command_list_values_are_kept_verbatim():
     assert spec.command == ("echo", "$(touch /tmp/x)", "a\nb")
 
 
+def test_volumes_and_an_entrypoint_are_taken():
+    _, spec, _ = service_body(good(volumes=["web-data:/data", "/srv/conf:/etc/conf:ro", "/cache",
+                                            {"source": "v2", "target": "/v2", "read_only": True}],
+                                   entrypoint="/bin/sh -c"), NODES)
+    assert spec.volumes == (Mount("/data", "web-data"), Mount("/etc/conf", "/srv/conf", True), Mount("/cache"),
+                            Mount("/v2", "v2", True))
+    assert spec.entrypoint == ("/bin/sh", "-c")
+    assert service_body(good(entrypoint=[]), NODES)[1].entrypoint == ()          # none at all
+    assert service_body(good(), NODES)[1].entrypoint is None                     # the image's own
+
+
 def test_a_create_without_replicas_runs_one_as_in_swarm():
     assert service_body({"name": "web", "image": "nginx"}, NODES)[2] == 1
 
@@ -87,7 +98,18 @@ def test_a_create_without_replicas_runs_one_as_in_swarm():
     (good(name=7), ["name"]),
     ({"image": "nginx", "replicas": 1}, ["name"]),
     (good(replica=3), ["replica"]),
-    (good(volumes=["/:/host"], privileged=True), ["privileged", "volumes"]),
+    (good(volumes=["data:/"], privileged=True), ["privileged", "volumes.0"]),
+    (good(volumes=["data:relative"]), ["volumes.0"]),
+    (good(volumes=["../up:/x"]), ["volumes.0"]),
+    (good(volumes=["/a/../etc:/x"]), ["volumes.0"]),
+    (good(volumes=["/a,b:/x"]), ["volumes.0"]),
+    (good(volumes=["data:/x:rx"]), ["volumes.0"]),
+    (good(volumes=["$(id):/x"]), ["volumes.0"]),
+    (good(volumes=[{"source": "data", "target": "/x", "driver": "nfs"}]), ["volumes.0"]),
+    (good(volumes=["a:/x", "b:/x"]), ["volumes"]),
+    (good(volumes="data:/x"), ["volumes"]),
+    (good(entrypoint=7), ["entrypoint"]),
+    (good(entrypoint="sh 'unclosed"), ["entrypoint"]),
     (good(env={"1BAD": "x"}), ["env.1BAD"]),
     (good(env={"A-B": "x"}), ["env.A-B"]),
     (good(env={"A": 1}), ["env.A"]),
