@@ -81,8 +81,6 @@ class ServiceSpec:
     memory: int = 0          # limit in bytes (docker run --memory); 0: none
     entrypoint: Optional[tuple] = None   # None: the image's own; (): none at all
     volumes: tuple = ()      # Mount values
-    reserve_cpus: float = 0.0    # what placement sets aside on a node (reservations); 0: none
-    reserve_memory: int = 0
 
     def to_dict(self) -> dict:
         d = {
@@ -101,9 +99,6 @@ class ServiceSpec:
             d["healthcheck"] = self.healthcheck.to_dict()
         if self.cpus or self.memory:        # absent without limits: older specs keep their digest
             d["resources"] = {"limits": {k: v for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v}}
-        if self.reserve_cpus or self.reserve_memory:
-            d.setdefault("resources", {})["reservations"] = {
-                k: v for k, v in (("cpus", self.reserve_cpus), ("memory", self.reserve_memory)) if v}
         if self.entrypoint is not None:     # absent when the image's own (older specs keep their digest)
             d["entrypoint"] = list(self.entrypoint)
         if self.volumes:
@@ -129,12 +124,10 @@ class ServiceSpec:
             secrets=tuple(sorted((d.get("secrets") or {}).items())),
             pull=d.get("pull", "missing"),
             healthcheck=Healthcheck.from_dict(d["healthcheck"]) if d.get("healthcheck") else None,
-            cpus=_amounts(d, "limits")[0],
-            memory=_amounts(d, "limits")[1],
+            cpus=_limits(d)[0],
+            memory=_limits(d)[1],
             entrypoint=tuple(d["entrypoint"]) if d.get("entrypoint") is not None else None,
             volumes=tuple(Mount(**m) for m in d.get("volumes") or ()),
-            reserve_cpus=_amounts(d, "reservations")[0],
-            reserve_memory=_amounts(d, "reservations")[1],
         )
 
     def digest(self) -> str:
@@ -143,9 +136,9 @@ class ServiceSpec:
         return hashlib.sha256(raw).hexdigest()[:12]
 
 
-def _amounts(spec: dict, kind: str) -> tuple:
-    """(cpus, memory bytes) of a spec dict's resources.limits or .reservations."""
-    amounts = (spec.get("resources") or {}).get(kind) or {}
+def _limits(spec: dict) -> tuple:
+    """(cpus, memory bytes) of a spec dict's resources.limits."""
+    amounts = (spec.get("resources") or {}).get("limits") or {}
     return float(amounts.get("cpus", 0.0)), int(amounts.get("memory", 0))
 
 
