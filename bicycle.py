@@ -17,6 +17,9 @@ from cli.client import Client, ClientError  # noqa: E402
 from cli import tables  # noqa: E402
 from cli import rollout_wait  # noqa: E402
 from cli.update_options import update_body, update_options  # noqa: E402
+from cli.compose import deploy as compose_deploy  # noqa: E402
+from cli.compose.load import ComposeError, load as load_compose  # noqa: E402
+from cli.compose.translate import PROJECT_LABEL, translate  # noqa: E402
 from master import auth  # noqa: E402
 from master.inventory import API, load, InventoryError  # noqa: E402
 from model import GLOBAL, MODES, PULL_POLICIES, REPLICATED, RESTART_POLICIES  # noqa: E402
@@ -518,6 +521,54 @@ def events(ctx, follow, limit):
     if follow:
         since = recent[-1]["id"] if recent else 0
         _follow(ctx, "/events", {"follow": "true", "since": since}, lambda line: show(json.loads(line)))
+
+
+@main.command()
+@click.option("-f", "--file", "path", default="compose.yml", show_default=True, help="The Compose file.")
+@click.option("--project", default=None, help="Services are named PROJECT-SERVICE (default: the file's name: "
+                                               "key, else its folder's name).")
+@click.option("--prune", is_flag=True, help="Remove the project's services that the file no longer has.")
+@click.option("--dry-run", is_flag=True, help="Print what would change, change nothing.")
+@click.option("--no-wait", is_flag=True, help="Answer once the changes are stored, not once they ran.")
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the services.")
+@click.pass_context
+def deploy(ctx, path, project, prune, dry_run, no_wait, timeout):
+    """Deploy a Compose file: one service per Compose service, created or
+    updated (rolling, under each service's update settings)."""
+    try:
+        services = translate(load_compose(path, project))
+        existing = _call(ctx, "GET", "/service")[1] if not dry_run or _reachable(ctx) else None
+        if existing is None:
+            click.echo("# the cluster did not answer: every service is shown as a create", err=True)
+        steps = compose_deploy.plan(services, existing or [], services[0].body["labels"][PROJECT_LABEL], prune)
+    except ComposeError as e:
+        raise Fail(str(e)) from None
+    for step in steps:
+        click.echo(compose_deploy.describe(step))
+    if dry_run or not steps:
+        return
+    answered = compose_deploy.apply(steps, lambda *a: _call(ctx, *a), _segment)
+    why = [] if no_wait else [w for svc in answered if (w := _settled(ctx, svc, timeout))]
+    _, now = _call(ctx, "GET", "/service")
+    click.echo(tables.services_table([s for s in now if s["name"] in {step.name for step in steps}]))
+    if why:
+        raise Fail("; ".join(why))
+
+
+def _reachable(ctx):
+    """A dry run needs the cluster only to tell creates from updates."""
+    try:
+        _client(ctx).call("GET", "/service")
+        return True
+    except (ClientError, Fail):
+        return False
+
+
+def _settled(ctx, started, timeout):
+    """Wait for one service of a deploy; why it did not end well, or None."""
+    svc, done = rollout_wait.follow(lambda: _call(ctx, "GET", f"/service/{_segment(started['name'])}")[1],
+                                    started, timeout)
+    return rollout_wait.failure(svc, started, done, timeout)
 
 
 @main.group()

@@ -1,0 +1,89 @@
+"""`bicycle.py deploy -f compose.yml`: what a Compose file changes on the
+cluster (the plan: create, update, remove) and doing it through the API.
+
+Every body is checked with the API's own validation before the first
+write, so a file with one bad service changes nothing. A service of the
+same name that belongs to no project or to another one is never taken
+over. An update sends every field (a key removed from the file goes back
+to its default); the same file deployed twice replaces no container.
+Removal (--prune) touches only services labelled with this project.
+"""
+from dataclasses import dataclass, field
+
+from cli.compose.load import ComposeError
+from cli.compose.translate import PROJECT_LABEL
+from master.validate import MAX_REPLICAS, Invalid, service_request
+
+CREATE, UPDATE, REMOVE = "create", "update", "remove"
+
+
+@dataclass
+class Step:
+    action: str
+    name: str
+    body: dict = None
+    notes: list = field(default_factory=list)
+
+
+def plan(services, existing, project, prune=False):
+    """services: [translate.Service]; existing: GET /service -> [Step]."""
+    for svc in services:
+        check(svc)
+    by_name = {s["name"]: s for s in existing}
+    steps = []
+    for svc in services:
+        old = by_name.get(svc.name)
+        if old is None:
+            steps.append(Step(CREATE, svc.name, svc.body, svc.notes))
+            continue
+        owner = (old["spec"].get("labels") or {}).get(PROJECT_LABEL)
+        if owner != project:
+            raise ComposeError(f"services.{svc.key}: a service {svc.name} exists and is not of project {project} "
+                               f"({'of project ' + owner if owner else 'made outside Compose'}): remove it, or "
+                               f"deploy with another --project")
+        if old.get("mode", "replicated") != svc.body["mode"]:
+            raise ComposeError(f"services.{svc.key}.deploy.mode: {svc.name} is {old.get('mode', 'replicated')}; "
+                               f"a mode is set at creation: remove the service first")
+        body = {k: v for k, v in svc.body.items() if k not in ("name", "mode")}
+        steps.append(Step(UPDATE, svc.name, body, svc.notes))
+    if prune:
+        wanted = {svc.name for svc in services}
+        steps += [Step(REMOVE, s["name"]) for s in sorted(existing, key=lambda s: s["name"])
+                  if (s["spec"].get("labels") or {}).get(PROJECT_LABEL) == project and s["name"] not in wanted
+                  and s.get("state") != "DELETE"]
+    return steps
+
+
+def check(svc):
+    """The API's validation of the body, here, before anything is written."""
+    try:
+        service_request(svc.body, MAX_REPLICAS, seal=lambda name, value: value)
+    except Invalid as e:
+        first = e.errors[0]
+        more = f" (and {len(e.errors) - 1} more)" if len(e.errors) > 1 else ""
+        raise ComposeError(f"services.{svc.key} ({svc.name}): {first['field']}: {first['message']}{more}") from None
+
+
+def apply(steps, call, segment):
+    """Send each step (call(method, path, body, params) -> (code, payload));
+    -> the services created or updated, as the API answered them."""
+    answered = []
+    for step in steps:
+        path = f"/service/{segment(step.name)}"
+        if step.action == CREATE:
+            answered.append(call("POST", "/service", step.body, {"wait": "false"})[1])
+        elif step.action == UPDATE:
+            answered.append(call("PATCH", path, step.body, {"wait": "false"})[1])
+        else:
+            call("DELETE", path, None, {"wait": "false"})
+    return answered
+
+
+def describe(step):
+    """One line of the plan, as --dry-run prints it."""
+    if step.action == REMOVE:
+        return f"remove {step.name}"
+    body = step.body
+    count = "global" if body.get("mode") == "global" or "replicas" not in body else f"{body['replicas']} x"
+    line = f"{step.action} {step.name}: {count} {body['image']}"
+    return "\n".join([line] + [f"  note: {n}" for n in step.notes])
