@@ -405,8 +405,13 @@ class Election(threading.Thread):
             self.events(kind, message, **fields)
 
     def _campaign(self, started):
+        """Claim the next epoch on every node, each only if still at the
+        epoch this master last read there (the view it judged quiet)."""
         epoch = rules.next_epoch(self.highest_seen, self.index)
-        results = self.rounds.run("claim", lambda n: parse.claim(self._call(n, cmd.claim(epoch, self.me)).stdout),
+        with self.lock:
+            seen = {n: w.value[0] for n, w in self.watches.items() if w.answered and w.value[0] is not None}
+        results = self.rounds.run("claim", lambda n: parse.claim(self._call(n, cmd.claim(epoch, self.me,
+                                                                                        seen.get(n))).stdout),
                                   self.nodes, self.ttl / 4)
         answers = {n: r for n, r in results.items() if isinstance(r, ClaimAnswer)}
         self.highest_seen = max([self.highest_seen] + [a.node_epoch for a in answers.values() if a.node_epoch])

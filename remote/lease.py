@@ -50,14 +50,15 @@ _EPOCH = (
 # A claim waits at most a second for the running actions of an older epoch
 # (they hold the lock shared): after the master stopped waiting, a late grant
 # would depose the current leader on that node for nothing. The grant is on
-# disk (files and folder synced) before it is answered.
+# disk (files and folder synced) before it is answered. A claim that names
+# the epoch it expects ($3) is granted only while the node is still at it.
 CLAIM = (
     _PROLOGUE +
     'find "$D" -maxdepth 1 -name "state.in.*" -mmin +10 -exec rm -f {} + 2>/dev/null; '
     'flock -w 1 -x 9 || exit 2; ' + _EPOCH +
     'if [ "$cur" = unreadable ]; then '
     'echo "claim $1 $2 refused unreadable" >> "$D/audit"; echo "unreadable"; '
-    'elif [ "$cur" -lt "$1" ]; then '
+    'elif [ "$cur" -lt "$1" ] && { [ -z "$3" ] || [ "$cur" = "$3" ]; }; then '
     'echo "$1" > "$D/epoch.tmp" && sync "$D/epoch.tmp" && mv "$D/epoch.tmp" "$D/epoch" && '
     'echo "$1 $2 0" > "$D/lease.tmp" && sync "$D/lease.tmp" && mv "$D/lease.tmp" "$D/lease" && '
     'sync "$D" || exit 2; '
@@ -139,8 +140,12 @@ FENCED_INPUT = (
 )
 
 
-def claim(epoch, holder):
-    return ["sh", "-c", CLAIM, "bicycle-claim", str(epoch), holder]
+def claim(epoch, holder, expected=None):
+    """Claim `epoch` for `holder`; with `expected` (the epoch the claimer last
+    read on this node) only if the node is still there: of two standbys that
+    saw the same quiet lease, the second to reach a node finds it granted
+    and gets no grant (one vote per node per view, as in Raft)."""
+    return ["sh", "-c", CLAIM, "bicycle-claim", str(epoch), holder] + ([] if expected is None else [str(expected)])
 
 
 def renew(epoch, holder):

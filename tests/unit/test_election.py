@@ -394,6 +394,28 @@ def test_a_standby_does_not_campaign_on_old_answers_once_another_has_claimed(fle
     assert m2.role != LEADER and m3.is_leader(), m2.reason
 
 
+def test_of_two_standbys_that_judged_the_same_lease_quiet_the_second_to_claim_gets_nothing(fleet, clock):
+    """m2 and m3 both read m1's lease; it falls silent; m2 claims first and
+    leads. m3, whose re-read came just before m2's claim landed, claims on
+    its view of the nodes: they moved on, so it gets no grant and m2 keeps
+    leading (a later, higher claim deposed m2 right after its takeover)."""
+    m1, _ = master(fleet, clock)
+    m2, _ = master(fleet, clock, name="m2", index=2)
+    m3, _ = master(fleet, clock, name="m3", index=3)
+    lead(m1)
+    m2._poll_round(clock())
+    m3._poll_round(clock())                       # m3's view: every node at m1's epoch
+    clock.advance(TTL + 0.01)                     # m1 falls silent
+    m2._poll_round(clock())
+    settle(m2)
+    assert m2.role == LEADER
+    m3.highest_seen = m1.epoch                    # as m3 last read it
+    m3._campaign(clock())
+    settle(m3)
+    assert m3.role != LEADER and m2.is_leader(), m3.reason
+    assert all(node.file("epoch") == f"{m2.epoch}\n" for node in fleet.connections.values())
+
+
 def test_a_leader_that_steps_down_cut_off_names_no_leader_it_read_before_its_term(fleet, clock):
     """m1 saw m2 lead, then led itself; cut off from n2 and n3 it steps down.
     Its reads of them hang: what it read of them before its term must not

@@ -31,7 +31,7 @@ CLAIM_SCRIPT = (
     'flock -w 1 -x 9 || exit 2; ' + EPOCH +
     'if [ "$cur" = unreadable ]; then '
     'echo "claim $1 $2 refused unreadable" >> "$D/audit"; echo "unreadable"; '
-    'elif [ "$cur" -lt "$1" ]; then '
+    'elif [ "$cur" -lt "$1" ] && { [ -z "$3" ] || [ "$cur" = "$3" ]; }; then '
     'echo "$1" > "$D/epoch.tmp" && sync "$D/epoch.tmp" && mv "$D/epoch.tmp" "$D/epoch" && '
     'echo "$1 $2 0" > "$D/lease.tmp" && sync "$D/lease.tmp" && mv "$D/lease.tmp" "$D/lease" && '
     'sync "$D" || exit 2; '
@@ -107,6 +107,7 @@ SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"      # 
 
 def test_claim_argv():
     assert lease.claim(7, "m1") == ["sh", "-c", CLAIM_SCRIPT, "bicycle-claim", "7", "m1"]
+    assert lease.claim(7, "m1", expected=0) == ["sh", "-c", CLAIM_SCRIPT, "bicycle-claim", "7", "m1", "0"]
 
 
 def test_renew_argv():

@@ -76,8 +76,8 @@ class Node:
         self.path = f"{bin_dir}:{self.path}"
         return log
 
-    def claim(self, epoch, holder):
-        result = self.run(lease.claim(epoch, holder))
+    def claim(self, epoch, holder, expected=None):
+        result = self.run(lease.claim(epoch, holder, expected))
         assert result.returncode == 0, result.stderr
         return parse.claim(result.stdout)
 
@@ -167,6 +167,16 @@ def test_claim_of_a_higher_epoch_takes_the_node_over(node):
     assert node.file("epoch") == "102\n"
     assert node.file("lease") == "102 m2 0\n"
     assert node.read() == LeaseRead(102, Lease(102, "m2", 0), NO_STAMP)
+
+
+def test_a_claim_that_expects_an_epoch_is_granted_only_while_the_node_is_at_it(node):
+    node.claim(101, "m1")
+    assert node.claim(202, "m2", expected=101) == granted(202)       # the first of two who saw 101
+    assert node.claim(203, "m3", expected=101) == refused(202)       # the second: the node moved on
+    assert node.file("lease") == "202 m2 0\n"
+    assert node.audit()[-1] == "claim 203 m3 refused 202"
+    assert node.claim(303, "m3", expected=202) == granted(303)       # a view of the node as it is
+    assert node.claim(404, "m1") == granted(404)                     # no expectation: as before
 
 
 def test_claim_compares_epochs_as_numbers(node):
