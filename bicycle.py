@@ -18,8 +18,8 @@ from cli import tables  # noqa: E402
 from cli import rollout_wait  # noqa: E402
 from cli.update_options import update_body, update_options  # noqa: E402
 from cli.compose import deploy as compose_deploy  # noqa: E402
-from cli.compose.load import ComposeError, load as load_compose  # noqa: E402
-from cli.compose.translate import PROJECT_LABEL, translate  # noqa: E402
+from cli.compose.load import ComposeError, default_file as default_compose_file, load as load_compose  # noqa: E402
+from cli.compose.translate import translate  # noqa: E402
 from master import auth  # noqa: E402
 from master.inventory import API, load, InventoryError  # noqa: E402
 from model import GLOBAL, MODES, PULL_POLICIES, REPLICATED, RESTART_POLICIES  # noqa: E402
@@ -524,7 +524,8 @@ def events(ctx, follow, limit):
 
 
 @main.command()
-@click.option("-f", "--file", "path", default="compose.yml", show_default=True, help="The Compose file.")
+@click.option("-f", "--file", "path", default=None,
+              help="The Compose file (default: compose.yaml, compose.yml, docker-compose.yaml or .yml here).")
 @click.option("--project", default=None, help="Services are named PROJECT-SERVICE (default: the file's name: "
                                                "key, else its folder's name).")
 @click.option("--prune", is_flag=True, help="Remove the project's services that the file no longer has.")
@@ -536,18 +537,22 @@ def deploy(ctx, path, project, prune, dry_run, no_wait, timeout):
     """Deploy a Compose file: one service per Compose service, created or
     updated (rolling, under each service's update settings)."""
     try:
-        services = translate(load_compose(path, project))
+        loaded = load_compose(path or default_compose_file(), project)
+        for name in sorted(loaded.unset):
+            click.echo(f"warning: the {name} variable is not set; defaulting to a blank string", err=True)
+        services = translate(loaded)
         existing = _call(ctx, "GET", "/service")[1] if not dry_run or _reachable(ctx) else None
         if existing is None:
             click.echo("# the cluster did not answer: every service is shown as a create", err=True)
-        steps = compose_deploy.plan(services, existing or [], services[0].body["labels"][PROJECT_LABEL], prune)
+        nodes = len(_call(ctx, "GET", "/nodes")[1]) if existing is not None else compose_deploy.MAX_REPLICAS
+        steps = compose_deploy.plan(services, existing or [], loaded.project, prune, nodes)
+        for step in steps:
+            click.echo(compose_deploy.describe(step))
+        if dry_run or not steps:
+            return
+        answered = compose_deploy.apply(steps, lambda *a: _call(ctx, *a), _segment)
     except ComposeError as e:
         raise Fail(str(e)) from None
-    for step in steps:
-        click.echo(compose_deploy.describe(step))
-    if dry_run or not steps:
-        return
-    answered = compose_deploy.apply(steps, lambda *a: _call(ctx, *a), _segment)
     why = [] if no_wait else [w for svc in answered if (w := _settled(ctx, svc, timeout))]
     _, now = _call(ctx, "GET", "/service")
     click.echo(tables.services_table([s for s in now if s["name"] in {step.name for step in steps}]))

@@ -25,10 +25,12 @@ class Step:
     notes: list = field(default_factory=list)
 
 
-def plan(services, existing, project, prune=False):
-    """services: [translate.Service]; existing: GET /service -> [Step]."""
+def plan(services, existing, project, prune=False, nodes=MAX_REPLICAS):
+    """services: [translate.Service]; existing: GET /service; nodes: how
+    many the cluster has (a service with host ports runs one replica per
+    node) -> [Step]."""
     for svc in services:
-        check(svc)
+        check(svc, nodes)
     by_name = {s["name"]: s for s in existing}
     steps = []
     for svc in services:
@@ -36,6 +38,8 @@ def plan(services, existing, project, prune=False):
         if old is None:
             steps.append(Step(CREATE, svc.name, svc.body, svc.notes))
             continue
+        if old.get("state") == "DELETE":
+            raise ComposeError(f"services.{svc.key}: {svc.name} is being removed: deploy again once it is gone")
         owner = (old["spec"].get("labels") or {}).get(PROJECT_LABEL)
         if owner != project:
             raise ComposeError(f"services.{svc.key}: a service {svc.name} exists and is not of project {project} "
@@ -54,10 +58,10 @@ def plan(services, existing, project, prune=False):
     return steps
 
 
-def check(svc):
+def check(svc, nodes=MAX_REPLICAS):
     """The API's validation of the body, here, before anything is written."""
     try:
-        service_request(svc.body, MAX_REPLICAS, seal=lambda name, value: value)
+        service_request(svc.body, nodes, seal=lambda name, value: value)
     except Invalid as e:
         first = e.errors[0]
         more = f" (and {len(e.errors) - 1} more)" if len(e.errors) > 1 else ""
@@ -67,15 +71,20 @@ def check(svc):
 def apply(steps, call, segment):
     """Send each step (call(method, path, body, params) -> (code, payload));
     -> the services created or updated, as the API answered them."""
-    answered = []
+    answered, done = [], []
     for step in steps:
         path = f"/service/{segment(step.name)}"
-        if step.action == CREATE:
-            answered.append(call("POST", "/service", step.body, {"wait": "false"})[1])
-        elif step.action == UPDATE:
-            answered.append(call("PATCH", path, step.body, {"wait": "false"})[1])
-        else:
-            call("DELETE", path, None, {"wait": "false"})
+        try:
+            if step.action == CREATE:
+                answered.append(call("POST", "/service", step.body, {"wait": "false"})[1])
+            elif step.action == UPDATE:
+                answered.append(call("PATCH", path, step.body, {"wait": "false"})[1])
+            else:
+                call("DELETE", path, None, {"wait": "false"})
+        except Exception as e:
+            raise ComposeError(f"{step.action} {step.name} failed: {e} (done before it: "
+                               f"{', '.join(done) or 'nothing'}; deploy again once fixed)") from None
+        done.append(f"{step.action} {step.name}")
     return answered
 
 

@@ -4,6 +4,7 @@ the Compose specification's own JSON schema (compose-spec.json, the
 compose-spec project's schema file, Apache-2.0), so that a file Compose
 rejects is rejected here too, with the same path to the bad key.
 """
+import datetime
 import json
 import os
 import re
@@ -18,6 +19,15 @@ from cli.compose.interpolate import InterpolationError, interpolate_tree
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compose-spec.json")
 PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*")
+DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def default_file(folder="."):
+    """The Compose file Compose itself would pick in `folder`."""
+    for name in DEFAULT_FILES:
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise ComposeError(f"no Compose file here ({', '.join(DEFAULT_FILES)}): give one with -f")
 
 
 class ComposeError(Exception):
@@ -37,7 +47,7 @@ class ComposeFile:
 def load(path, project=None, environ=None):
     environ = os.environ if environ is None else environ
     folder = os.path.dirname(os.path.abspath(path))
-    raw = _yaml(path)
+    raw = _plain(_yaml(path), path, "")
     env = dict(_dotenv(os.path.join(folder, ".env")), **environ)
     unset = set()
     try:
@@ -45,7 +55,8 @@ def load(path, project=None, environ=None):
     except InterpolationError as e:
         raise ComposeError(f"{path}: {e}") from None
     check_schema(data, path)
-    return ComposeFile(data, project_name(project, data, folder), folder, env, unset)
+    return ComposeFile(data, project_name(project or env.get("COMPOSE_PROJECT_NAME"), data, folder), folder, env,
+                       unset)
 
 
 def _yaml(path):
@@ -61,10 +72,28 @@ def _yaml(path):
     return data
 
 
+def _plain(value, path, where):
+    """The parsed tree as Compose sees it: keys are strings, and a date stays
+    the text it was (YAML would make it a date object)."""
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ComposeError(f"{path}: {where or '(top level)'}: the key {bad[0]!r} must be a string (quote it)")
+        return {k: _plain(v, path, f"{where}.{k}".lstrip(".")) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, path, f"{where}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return value
+
+
 def _dotenv(path):
     if not os.path.exists(path):
         return {}
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    try:
+        return {k: v for k, v in dotenv_values(path, encoding="utf-8").items() if v is not None}
+    except UnicodeDecodeError:
+        raise ComposeError(f"{path} is not UTF-8 text") from None
 
 
 def check_schema(data, path):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from dotenv import dotenv_values
 
 from cli.compose.load import ComposeError
-from model import UpdateConfig, ROLLBACK_DEFAULTS
+from model import UpdateConfig
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -30,13 +30,16 @@ SILENT = {"expose": "containers reach each other through published ports until B
           "depends_on": "services are created in its order; Bicycle does not wait for health",
           "build": "Bicycle does not build: the image must exist (bicycle.py image push)",
           "hostname": "each container keeps the engine's name", "links": "links are a legacy of Compose v1",
-          "stop_grace_period": "Bicycle stops containers with the engine's default"}
+          "stop_grace_period": "Bicycle removes containers at once (docker rm -f), without a grace period"}
 DEPLOY = {"mode", "replicas", "placement", "update_config", "rollback_config", "restart_policy", "resources",
           "labels", "endpoint_mode"}
 RESTART = {"no": "never", "always": "always", "unless-stopped": "always", "on-failure": "on-failure"}
 CONDITION = {"none": "never", "on-failure": "on-failure", "any": "always"}
 PULL = {"always": "always", "missing": "missing", "if_not_present": "missing", "never": "never"}
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# Swarm's defaults for deploy.update_config and rollback_config (not Bicycle's
+# own start-first): stop-first keeps a node-local volume to one container.
+SWARM_UPDATE = UpdateConfig(order="stop-first", failure_action="pause")
 
 
 @dataclass
@@ -48,10 +51,18 @@ class Service:
     notes: list = field(default_factory=list)      # what was accepted but changes nothing here
 
 
+TOP_LEVEL = {"version", "name", "services", "volumes", "secrets", "networks", "configs"}
+
+
 def translate(compose, read=None):
     """compose: a load.ComposeFile -> [Service], in depends_on order."""
     read = read or _read
     data = compose.data
+    unknown = sorted(k for k in data if k not in TOP_LEVEL and not k.startswith("x-"))
+    if unknown:
+        raise ComposeError(f"{unknown[0]}: not supported by Bicycle")
+    for name, volume in (data.get("volumes") or {}).items():
+        _local_volume(name, volume or {})
     services = data.get("services") or {}
     if not services:
         raise ComposeError("the Compose file has no services")
@@ -67,7 +78,22 @@ def translate(compose, read=None):
 
 def _read(path):
     with open(path, encoding="utf-8") as f:
-        return f.read()
+        try:
+            return f.read()
+        except UnicodeDecodeError:
+            raise ComposeError(f"{path} is not UTF-8 text") from None
+
+
+def _local_volume(name, volume):
+    """A top-level volume: Bicycle makes it with the engine's local driver."""
+    if volume.get("driver", "local") != "local" or volume.get("driver_opts"):
+        raise ComposeError(f"volumes.{name}: only the engine's local driver without options is supported "
+                           f"(each node makes its own volume)")
+
+
+def _flag(value):
+    """A Compose boolean, also as the string interpolation makes of it."""
+    return value.strip().lower() in ("true", "yes", "1") if isinstance(value, str) else bool(value)
 
 
 def _ordered(services):
@@ -107,7 +133,7 @@ def _service(compose, key, svc, data, read):
             "ports": [p for i, port in enumerate(svc.get("ports") or []) for p in _ports(port, f"{where}.ports.{i}")],
             "labels": dict(_pairs(svc.get("labels"), f"{where}.labels"),
                            **{PROJECT_LABEL: compose.project, SERVICE_LABEL: key}),
-            "healthcheck": _healthcheck(svc.get("healthcheck"), notes),
+            "healthcheck": _healthcheck(svc.get("healthcheck"), notes, where),
             "restart": _restart(svc, deploy, where, notes),
             "pull": PULL.get(svc.get("pull_policy", "missing")) or _unsupported(f"{where}.pull_policy"),
             "secrets": _secrets(compose, svc.get("secrets") or [], data.get("secrets") or {}, where, read),
@@ -170,9 +196,13 @@ def _environment(compose, svc, where, read):
         try:
             env.update(_env_file(read(path)))
         except OSError as e:
-            if entry.get("required", True):
+            if _flag(entry.get("required", True)):
                 raise ComposeError(f"{where}.env_file.{i}: cannot read {path}: {e.strerror}") from None
-    env.update(_pairs(svc.get("environment"), f"{where}.environment", compose.env))
+    given = svc.get("environment") or {}
+    named = given if isinstance(given, dict) else {k: None for k, _, _ in (str(i).partition("=") for i in given)}
+    for k in named:
+        env.pop(k, None)          # the service's own environment, even unset, wins over its env files
+    env.update(_pairs(given, f"{where}.environment", compose.env))
     return env
 
 
@@ -188,6 +218,8 @@ PORT_SHORT = re.compile(r"(?:(?P<ip>[^:\[\]]+|\[[0-9a-fA-F:]+\]):)??(?:(?P<publi
 def _ports(port, where):
     """One Compose port (short or long form) -> Bicycle's "PUBLISHED:TARGET/PROTO" strings."""
     if isinstance(port, dict):
+        if "target" not in port:
+            _unsupported(where, "needs a target port")
         ip, published, target, protocol = port.get("host_ip"), port.get("published"), port["target"], \
             port.get("protocol", "tcp")
         if port.get("mode", "host") not in ("host", "ingress"):
@@ -200,12 +232,14 @@ def _ports(port, where):
             _unsupported(where, f"{port!r} is not a port Bicycle understands")
         ip, published, target, protocol = m.group("ip"), m.group("published"), m.group("target"), \
             m.group("protocol") or "tcp"
-    if ip and ip not in ("0.0.0.0", "::"):
+    if ip and ip not in ("0.0.0.0", "::", "[::]"):
         _unsupported(where, f"publishes on one address ({ip}): Bicycle publishes on every address of the node; "
                             f"leave the address out")
     if not published:
         _unsupported(where, "publishes no host port: give PUBLISHED:TARGET (Bicycle publishes the same port on "
                             "every node that runs a replica)")
+    if not all(re.fullmatch(r"\d{1,5}(-\d{1,5})?", str(p)) for p in (published, target)):
+        _unsupported(where, f"{published}:{target} is not a port or a range of ports")
     pubs, targets = _span(published), _span(target)
     if len(pubs) != len(targets):
         _unsupported(where, "the published and target ranges differ in length")
@@ -217,12 +251,15 @@ def _span(text):
     return list(range(int(first), int(last or first) + 1))
 
 
-def _healthcheck(check, notes):
+def _healthcheck(check, notes, where):
     if check is None:
         return None
-    if check.get("disable"):
+    if _flag(check.get("disable", False)):
         return {"disable": True}
     test = check.get("test")
+    if not test:
+        raise ComposeError(f"{where}.healthcheck: give its test (Bicycle cannot change only the timing of an "
+                           f"image's own check)")
     if isinstance(test, list) and test and test[0] == "CMD":
         test = ["CMD-SHELL", shlex.join(test[1:])]
         notes.append("healthcheck: the [\"CMD\", ...] form runs through the container's /bin/sh here")
@@ -255,7 +292,10 @@ def _secrets(compose, wanted, declared, where, read):
     out = {}
     for i, ref in enumerate(wanted):
         ref = {"source": ref} if isinstance(ref, str) else ref
-        source, at = ref["source"], f"{where}.secrets.{i}"
+        at = f"{where}.secrets.{i}"
+        if "source" not in ref:
+            _unsupported(at, "needs a source")
+        source = ref["source"]
         target = ref.get("target") or source
         spec = declared.get(source)
         if spec is None:
@@ -280,10 +320,18 @@ def _secrets(compose, wanted, declared, where, read):
 def _volume(compose, volume, declared, where):
     """One Compose volume -> "SOURCE:TARGET[:ro]" as Bicycle's API takes it."""
     if isinstance(volume, dict):
-        kind, source, target = volume.get("type", "volume"), volume.get("source") or "", volume["target"]
-        read_only = bool(volume.get("read_only"))
+        kind, source, target = volume.get("type", "volume"), volume.get("source") or "", volume.get("target")
+        read_only = _flag(volume.get("read_only", False))
         if kind not in ("volume", "bind"):
             _unsupported(f"{where}.type", f"{kind} mounts are not supported by Bicycle")
+        if not target:
+            _unsupported(where, "needs a target")
+        if kind == "bind" and not source:
+            _unsupported(where, "a bind needs a source")
+        options = sorted(k for k in (volume.get("volume") or {}) if k != "nocopy") + \
+            sorted(k for k in (volume.get("bind") or {}) if k != "create_host_path")
+        if options:
+            _unsupported(f"{where}", f"the mount option {options[0]} is not supported by Bicycle")
     else:
         parts = str(volume).split(":")
         options = parts.pop().split(",") if len(parts) == 3 or (len(parts) == 2 and not parts[1].startswith("/")) \
@@ -299,7 +347,7 @@ def _volume(compose, volume, declared, where):
         if source not in declared:
             _unsupported(where, f"no top-level volume {source!r}")
         spec = declared[source] or {}
-        source = spec.get("name") or (source if spec.get("external") else f"{compose.project}_{source}")
+        source = spec.get("name") or (source if _flag(spec.get("external", False)) else f"{compose.project}_{source}")
     return ":".join(p for p in (source, target, "ro" if read_only else "") if p)
 
 
@@ -314,16 +362,16 @@ def _number(value, where, kind=int):
 
 
 def _deploy(deploy, svc, where, notes):
-    unknown = sorted(set(deploy) - DEPLOY)
+    unknown = sorted(k for k in set(deploy) - DEPLOY if not k.startswith("x-"))
     if unknown:
         _unsupported(f"{where}.deploy.{unknown[0]}")
-    out = {"mode": deploy.get("mode", "replicated"), "constraints": [], "update": UpdateConfig().to_dict(),
-           "rollback": ROLLBACK_DEFAULTS.to_dict(), "resources": {"limits": {"cpus": 0, "memory": 0}}}
+    out = {"mode": deploy.get("mode", "replicated"), "constraints": [], "update": SWARM_UPDATE.to_dict(),
+           "rollback": SWARM_UPDATE.to_dict(), "resources": {"limits": {"cpus": 0, "memory": 0}}}
     if out["mode"] not in ("replicated", "global"):
         _unsupported(f"{where}.deploy.mode", "must be replicated or global")
     if out["mode"] == "replicated":
         out["replicas"] = _number(deploy.get("replicas", svc.get("scale", 1)), f"{where}.deploy.replicas")
-    placement = deploy.get("placement") or {}
+    placement = {k: v for k, v in (deploy.get("placement") or {}).items() if not k.startswith("x-")}
     if set(placement) - {"constraints"}:
         _unsupported(f"{where}.deploy.placement.{sorted(set(placement) - {'constraints'})[0]}")
     out["constraints"] = list(placement.get("constraints") or [])
@@ -333,10 +381,14 @@ def _deploy(deploy, svc, where, notes):
         for k, kind in (("parallelism", int), ("max_failure_ratio", float)):
             out[field_][k] = _number(out[field_][k], f"{where}.deploy.{key}.{k}", kind)
     resources = deploy.get("resources") or {}
-    limits = resources.get("limits") or {}
+    limits = {k: v for k, v in (resources.get("limits") or {}).items() if not k.startswith("x-")}
     if set(limits) - {"cpus", "memory"}:
         _unsupported(f"{where}.deploy.resources.limits.{sorted(set(limits) - {'cpus', 'memory'})[0]}")
     out["resources"]["limits"].update(limits)
+    if (resources.get("reservations") or {}).get("devices") or (resources.get("reservations") or {}).get(
+            "generic_resources"):
+        _unsupported(f"{where}.deploy.resources.reservations", "devices and generic resources (GPUs) are not "
+                                                               "supported by Bicycle")
     if resources.get("reservations"):
         notes.append("deploy.resources.reservations: placement does not weigh reservations yet")
     for key in ("labels", "endpoint_mode"):

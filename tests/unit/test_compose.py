@@ -104,13 +104,27 @@ def test_the_shell_environment_wins_over_dot_env(tmp_path):
     ("services: {web: {image: 'demo:${T:?set a tag}'}}", "required variable T is missing a value: set a tag"),
     ("services: [web]", "services: ['web'] is not of type 'object'"),
     ("services: {web: {image: demo}}\nsecrets: {key: {external: true}}", None),
+    ("include: [db.yml]\nservices: {web: {image: demo}}", "include: not supported by Bicycle"),
+    ("services: {web: {image: demo}}\nvolumes: {nfs: {driver_opts: {type: nfs}}}", "volumes.nfs: only the engine's"),
+    ("services: {web: {image: demo, volumes: [{type: volume, source: d}]}}\nvolumes: {d: {}}", "needs a target"),
+    ("services: {web: {image: demo, volumes: [{type: bind, target: /x}]}}", "a bind needs a source"),
+    ("services: {web: {image: demo, volumes: [{type: volume, source: d, target: /x, volume: {subpath: a}}]}}\n"
+     "volumes: {d: {}}", "the mount option subpath"),
+    ("services: {web: {image: demo, ports: [{published: 80}]}}", "needs a target port"),
+    ("services: {web: {image: demo, ports: [{target: 80, published: abc}]}}", "abc:80 is not a port"),
+    ("services: {web: {image: demo, secrets: [{target: X}]}}", "services.web.secrets.0: needs a source"),
+    ("services: {web: {image: demo, healthcheck: {interval: 10s}}}", "services.web.healthcheck: give its test"),
+    ("services: {web: {image: demo, deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}}}",
+     "devices and generic resources"),
+    ("services: {web: {image: demo, labels: {2: x}}}", "the key 2 must be a string"),
+    ("services: {web: {image: demo, ports: ['8080:80'], deploy: {replicas: 4}}}", "at most one container per node"),
 ])
 def test_a_file_bicycle_cannot_run_is_refused_with_the_path(tmp_path, text, says):
     if says is None:             # declared but unused: fine
         assert bodies(tmp_path, text)
         return
     with pytest.raises(ComposeError) as e:
-        deploy.plan(translate(compose(tmp_path, text)), [], "shop")
+        deploy.plan(translate(compose(tmp_path, text)), [], "shop", nodes=3)
     assert says in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -182,6 +196,43 @@ def test_a_typical_file_becomes_service_bodies(tmp_path):
     assert spec.volumes[1] == Mount("/conf", f"{folder}/conf", True)
 
 
+def test_what_compose_accepts_and_means_is_taken_so(tmp_path):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "web.env").write_text("FROM_FILE=x\nKEPT=1\n")
+    b = bodies(tmp_path, """
+        services:
+          web:
+            image: demo
+            environment: {RELEASE: 2024-01-01, FROM_FILE: null}
+            env_file: [{path: web.env, required: "${REQ:-false}"}, {path: missing.env, required: false}]
+            ports: ["[::]:8080:80"]
+            volumes: [{type: volume, source: d, target: /d, read_only: "${RO:-false}"}]
+            healthcheck: {test: "true", disable: "${OFF:-false}"}
+            deploy: {x-note: 1, placement: {x-note: 2}, resources: {limits: {x-note: 3}}}
+        volumes: {d: {external: "false"}}
+    """)
+    web = b["web"]
+    assert web["env"] == {"RELEASE": "2024-01-01", "KEPT": "1"}    # FROM_FILE: unset in the shell, so unset
+    assert web["ports"] == ["8080:80/tcp"] and web["volumes"] == ["shop_d:/d"]
+    assert web["healthcheck"] == {"test": "true"}
+    assert (web["update"]["order"], web["update"]["failure_action"]) == ("stop-first", "pause")   # Swarm's
+    assert (web["rollback"]["order"], web["rollback"]["failure_action"]) == ("stop-first", "pause")
+
+
+def test_compose_project_name_comes_before_the_file_s_name(tmp_path):
+    c = compose(tmp_path, "name: named\nservices: {web: {image: demo}}", dotenv="COMPOSE_PROJECT_NAME=fromenv\n")
+    assert c.project == "fromenv"
+
+
+def test_the_default_file_is_found_as_compose_finds_it(tmp_path):
+    from cli.compose.load import default_file
+    with pytest.raises(ComposeError, match="give one with -f"):
+        default_file(str(tmp_path))
+    (tmp_path / "docker-compose.yml").write_text("")
+    (tmp_path / "compose.yaml").write_text("")
+    assert default_file(str(tmp_path)) == str(tmp_path / "compose.yaml")
+
+
 def test_services_come_in_depends_on_order(tmp_path):
     c = compose(tmp_path, """
         services:
@@ -222,7 +273,22 @@ def test_the_plan_creates_updates_and_prunes_only_its_own(tmp_path):
         ("create", "shop-db"), ("update", "shop-web")]
 
 
+def test_a_failed_write_says_what_was_done_before_it(tmp_path):
+    services = translate(compose(tmp_path, "services: {web: {image: demo}, db: {image: demo}}"))
+    steps = deploy.plan(services, [], "shop")
+    sent = []
+
+    def call(method, path, body, params):
+        if len(sent) == 1:
+            raise RuntimeError("no majority")
+        sent.append(path)
+        return 202, {}
+    with pytest.raises(ComposeError, match=r"create shop-web failed: no majority \(done before it: create shop-db"):
+        deploy.apply(steps, call, lambda name: name)
+
+
 @pytest.mark.parametrize("existing, says", [
+    (stored("shop-web", state="DELETE"), "is being removed"),
     (stored("shop-web", project=None), "made outside Compose"),
     (stored("shop-web", project="other"), "of project other"),
     (stored("shop-web", mode="global"), "a mode is set at creation"),
