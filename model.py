@@ -81,6 +81,8 @@ class ServiceSpec:
     memory: int = 0          # limit in bytes (docker run --memory); 0: none
     entrypoint: Optional[tuple] = None   # None: the image's own; (): none at all
     volumes: tuple = ()      # Mount values
+    reserve_cpus: float = 0.0    # what placement sets aside on a node (reservations); 0: none
+    reserve_memory: int = 0
 
     def to_dict(self) -> dict:
         d = {
@@ -99,11 +101,19 @@ class ServiceSpec:
             d["healthcheck"] = self.healthcheck.to_dict()
         if self.cpus or self.memory:        # absent without limits: older specs keep their digest
             d["resources"] = {"limits": {k: v for k, v in (("cpus", self.cpus), ("memory", self.memory)) if v}}
+        if self.reserve_cpus or self.reserve_memory:
+            d.setdefault("resources", {})["reservations"] = {
+                k: v for k, v in (("cpus", self.reserve_cpus), ("memory", self.reserve_memory)) if v}
         if self.entrypoint is not None:     # absent when the image's own (older specs keep their digest)
             d["entrypoint"] = list(self.entrypoint)
         if self.volumes:
             d["volumes"] = [asdict(m) for m in self.volumes]
         return d
+
+    @property
+    def reservation(self) -> tuple:
+        """(cpus, memory bytes) that placement sets aside for each container."""
+        return self.reserve_cpus, self.reserve_memory
 
     def public_dict(self) -> dict:
         """to_dict with every secret's value masked: what the API shows."""
@@ -124,10 +134,12 @@ class ServiceSpec:
             secrets=tuple(sorted((d.get("secrets") or {}).items())),
             pull=d.get("pull", "missing"),
             healthcheck=Healthcheck.from_dict(d["healthcheck"]) if d.get("healthcheck") else None,
-            cpus=_limits(d)[0],
-            memory=_limits(d)[1],
+            cpus=_amounts(d, "limits")[0],
+            memory=_amounts(d, "limits")[1],
             entrypoint=tuple(d["entrypoint"]) if d.get("entrypoint") is not None else None,
             volumes=tuple(Mount(**m) for m in d.get("volumes") or ()),
+            reserve_cpus=_amounts(d, "reservations")[0],
+            reserve_memory=_amounts(d, "reservations")[1],
         )
 
     def digest(self) -> str:
@@ -136,9 +148,9 @@ class ServiceSpec:
         return hashlib.sha256(raw).hexdigest()[:12]
 
 
-def _limits(spec: dict) -> tuple:
-    """(cpus, memory bytes) of a spec dict's resources.limits."""
-    amounts = (spec.get("resources") or {}).get("limits") or {}
+def _amounts(spec: dict, kind: str) -> tuple:
+    """(cpus, memory bytes) of a spec dict's resources.limits or .reservations."""
+    amounts = (spec.get("resources") or {}).get(kind) or {}
     return float(amounts.get("cpus", 0.0)), int(amounts.get("memory", 0))
 
 

@@ -106,7 +106,8 @@ class Loop(threading.Thread):
                              max_moves=self.settings.rebalance_parallelism, pending=dict(self.pending),
                              drained=self.drained, ready_since=self.ready_since, removing_nodes=removing_nodes,
                              wall=self.wall(), place_failures=self.backoffs.place_messages(),
-                             node_labels=self.labels, place_nodes=self.backoffs.place_nodes())
+                             node_labels=self.labels, place_nodes=self.backoffs.place_nodes(),
+                             capacity=seen.capacity)
             self._forget_gone_slots(services, plan, statuses)
             self.last_plan = plan.actions
             for action in plan.changes:

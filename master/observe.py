@@ -34,7 +34,7 @@ from scheduler import health
 LIST, PING = "list", "ping"          # the two requests a prober sends
 
 # One consistent copy of the observation, for one reader.
-Snapshot = namedtuple("Snapshot", "statuses containers last_seen errors")
+Snapshot = namedtuple("Snapshot", "statuses containers last_seen errors capacity")
 
 
 class Signal:
@@ -93,6 +93,7 @@ class NodeState:
         self.last_failed = False       # the last listing failed
         self.untrusted = False         # the last attempt met a host key that is not pinned
         self.error = ""
+        self.capacity = None           # (cpus, memory bytes) of its engine, read once
         self.containers = {}           # id -> Container
         self.added = {}                # id -> (Container, monotonic time added by an action)
         self.removed = {}              # id -> monotonic time removed by an action
@@ -175,8 +176,9 @@ class Observation:
             containers = [c for s in self.nodes.values() for c in s.containers.values()]
             last_seen = {n: s.last_seen for n, s in self.nodes.items()}
             errors = {n: s.error for n, s in self.nodes.items()}
+            capacity = {n: s.capacity for n, s in self.nodes.items() if s.capacity is not None}
         statuses = {n: health.node_status(p, now, self.limits) for n, p in probes.items()}
-        return Snapshot(statuses, containers, last_seen, errors)
+        return Snapshot(statuses, containers, last_seen, errors, capacity)
 
     def empty(self, node, since):
         """Whether a listing of `node` sent at or after `since` came back and
@@ -305,6 +307,18 @@ class Observation:
                 s.untrusted = s.untrusted or untrusted
                 self._bump()
 
+    def has_capacity(self, node):
+        with self.lock:
+            return node in self.nodes and self.nodes[node].capacity is not None
+
+    def set_capacity(self, node, capacity):
+        """What the node's engine has (placement weighs reservations against it)."""
+        with self._recording():
+            s = self.nodes.get(node)
+            if s is not None and s.capacity != capacity:
+                s.capacity = capacity
+                self._bump()
+
     def add(self, container):
         with self._recording():
             s = self._state(container.node)
@@ -359,6 +373,7 @@ class Prober(threading.Thread):
         self.wall_iso = wall_iso
         self.interval = observation.settings.probe_interval
         self.wanted = observation.listing_wanted(node)
+        self.reading = None                 # the read of the engine's capacity under way
 
     @property
     def connection(self):
@@ -369,6 +384,8 @@ class Prober(threading.Thread):
             started = self.obs.clock()
             listing = _in_background(f"list-{self.node}", self._list, started)
             listed = self._watch(listing)
+            if listed and not self.obs.has_capacity(self.node) and (self.reading is None or self.reading.done()):
+                self.reading = _in_background(f"capacity-{self.node}", self._capacity)    # never holds a probe
             # After a failure, try again within a second whatever the interval.
             pause = self.interval - (self.obs.clock() - started) if listed else min(self.interval, 1.0)
             if self._pause(max(0.0, pause)):
@@ -410,6 +427,14 @@ class Prober(threading.Thread):
         except Exception as e:           # SSH answered, the engine did not (or not sensibly)
             self.obs.probe_failed(self.node, e, started=started, answered=answered)
             return False
+
+    def _capacity(self):
+        """Read the engine's CPUs and memory once (again after a failure)."""
+        try:
+            result = self.connection.run(commands.capacity(), timeout=self.obs.settings.engine_timeout)
+            self.obs.set_capacity(self.node, parse.capacity(result.stdout))
+        except Exception:            # read again after the next listing; until then no reservation goes here
+            return
 
     def _ping(self):
         """`true` on a new channel of the same connection, bounded by down_after

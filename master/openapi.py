@@ -90,8 +90,9 @@ SPEC_FIELDS = {
                         description="NAME -> value, given to the containers as environment; shown masked"),
     "healthcheck": HEALTHCHECK,
     "resources": {"type": "object", "additionalProperties": False,
-                  "description": "limits passed to the engine (reservations are not supported yet)",
-                  "properties": {"limits": AMOUNTS}},
+                  "description": "limits go to the engine; reservations to placement (a node takes a replica "
+                                 "only while its replicas' reservations fit in what its engine has)",
+                  "properties": {"limits": AMOUNTS, "reservations": AMOUNTS}},
     "entrypoint": {"oneOf": [{"type": "string"}, {"type": "array", "maxItems": validate.MAX_ITEMS, "items": TEXT}],
                    "nullable": True, "description": "replaces the image's entrypoint ([]: none; null: the image's)"},
     "volumes": {"type": "array", "maxItems": validate.MAX_ITEMS, "items": VOLUME,

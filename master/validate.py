@@ -97,7 +97,7 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     if pull not in PULL_POLICIES:
         err("pull", f"must be one of {', '.join(PULL_POLICIES)}")
     check = healthcheck(merged.get("healthcheck"), err)
-    cpus, memory = resources(merged.get("resources"), err)
+    (cpus, memory), (reserve_cpus, reserve_memory) = resources(merged.get("resources"), err)
     entrypoint = _entrypoint(merged.get("entrypoint"), err)
     volumes = _volumes(merged.get("volumes"), err)
     if ports and isinstance(replicas, int) and replicas > max_per_node_nodes:
@@ -108,7 +108,8 @@ def service_body(body, max_per_node_nodes, base=None, seal=None):
     spec = ServiceSpec(image=image, command=tuple(command), env=tuple(sorted(env.items())),
                        ports=tuple(ports), labels=tuple(sorted(labels.items())), restart=restart,
                        secrets=_sealed(stored, secrets, seal), pull=pull, healthcheck=check, cpus=cpus,
-                       memory=memory, entrypoint=entrypoint, volumes=volumes)
+                       memory=memory, entrypoint=entrypoint, volumes=volumes, reserve_cpus=reserve_cpus,
+                       reserve_memory=reserve_memory)
     return name, spec, replicas
 
 
@@ -205,10 +206,12 @@ def _text_ok(value):
 
 
 def _resources_over(given, stored):
-    """A patch's resources over the stored ones: a limit not named stays."""
-    if not isinstance(given.get("limits"), dict):
-        return given
-    return dict(given, limits=dict(stored.get("limits") or {}, **given["limits"]))
+    """A patch's resources over the stored ones: an amount not named stays."""
+    merged = dict(given)
+    for kind in ("limits", "reservations"):
+        if isinstance(given.get(kind), dict):
+            merged[kind] = dict(stored.get(kind) or {}, **given[kind])
+    return merged
 
 
 def _entrypoint(value, err):

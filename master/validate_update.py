@@ -66,18 +66,17 @@ MAX_CPUS = 1024.0
 
 
 def resources(value, err):
-    """A body's `resources` -> (cpus, memory bytes) limits, 0 for none.
-    {"limits": {"cpus": 0.5 or "0.5", "memory": "256m" or bytes}}; a
-    reservation is refused (placement does not weigh them yet)."""
+    """A body's `resources` -> ((cpus, memory bytes) limits, (cpus, memory
+    bytes) reservations), 0 for none. {"limits": {"cpus": 0.5 or "0.5",
+    "memory": "256m" or bytes}, "reservations": {the same}}: limits go to
+    the engine, reservations to placement (a node takes a replica only while
+    what its replicas reserve fits in what its engine has)."""
     if value is None:
-        return 0.0, 0
+        return (0.0, 0), (0.0, 0)
     if not isinstance(value, dict) or set(value) - {"limits", "reservations"}:
-        err("resources", "must be an object with limits: {cpus, memory}")
-        return 0.0, 0
-    if value.get("reservations"):
-        err("resources.reservations", "not supported yet: placement does not weigh reservations; "
-                                      "give limits only")
-    return _amounts(value, "limits", err)
+        err("resources", "must be an object with limits and/or reservations: {cpus, memory}")
+        return (0.0, 0), (0.0, 0)
+    return _amounts(value, "limits", err), _amounts(value, "reservations", err)
 
 
 def _amounts(value, kind, err):

@@ -53,6 +53,14 @@ def service_status(service, mine, statuses, book):
     return "converging"
 
 
+def unplaced(service, plan):
+    """Why a slot of `service` has no node (constraints, no room), from the
+    last plan (a slot it no longer has, after a scale-down, says nothing); or None."""
+    return next((a.reason for a in plan if a.service == service.name and a.kind == "keep"
+                 and (a.slot == 0 or service.has_slot(a.slot))
+                 and a.reason.startswith(("no node", "no eligible node"))), None)
+
+
 def update_view(service, mine, current):
     """A service's rolling update as /state shows it: its state and reason,
     `current` (the slots running the current spec), and the settings."""
@@ -155,7 +163,7 @@ class Views:
             "updated_at": record.get("updated_at"),
             "update": update_view(service, mine, running),
         }
-        error = rows[-1]["message"] if rows else None
+        error = rows[-1]["message"] if rows else unplaced(service, world.book.plan)
         if error:
             view["error"] = error
         if rows:

@@ -76,6 +76,11 @@ def _seconds(value):
     return f"{int(value * 1000)}ms"
 
 
+def capacity():
+    """What the node's engine has: CPUs and memory bytes (placement weighs reservations against them)."""
+    return ["docker", "info", "--format", "{{.NCPU}} {{.MemTotal}}"]
+
+
 def remove(container_id):
     return ["docker", "rm", "-f", container_id]
 

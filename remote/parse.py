@@ -130,6 +130,14 @@ def _ver(line):
     return Stamp(_number(words[0], "replica epoch"), _number(words[1], "replica version"))
 
 
+def capacity(stdout):
+    """docker info's "NCPU MEMTOTAL" -> (cpus, memory bytes)."""
+    words = (stdout or "").split()
+    if len(words) != 2 or not all(w.isdigit() for w in words) or int(words[0]) < 1:
+        raise ParseError(f"unexpected engine capacity {(stdout or '')[:100]!r}")
+    return float(words[0]), int(words[1])
+
+
 def claim(stdout):
     """'granted E' | 'refused E' | 'unreadable', then 'ver ...' and the replica
     -> ClaimAnswer (node_epoch None when the node's epoch is unreadable)."""

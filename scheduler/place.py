@@ -3,6 +3,7 @@
 For every service the counts of its containers on eligible nodes differ by at
 most one; ties go to the node with fewer containers overall, then by name.
 A service that publishes host ports runs at most one container per node.
+A service that reserves resources goes only where they are free (Room).
 """
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +29,48 @@ def spread_ok(eligible, service_counts):
     return max(counts) - min(counts) <= 1
 
 
+NOTHING = (0.0, 0)
+
+
+@dataclass
+class Room:
+    """What each node has left for reservations (node -> (cpus, memory bytes)),
+    as a reconcile round plans: the engine's capacity less the reservations
+    of the containers there, less what the round placed already. A node of
+    unknown capacity takes no reservation."""
+    free: dict
+
+    @classmethod
+    def of(cls, capacity, reserved):
+        """capacity: node -> (cpus, memory); reserved: [(node, (cpus, memory))]."""
+        free = {n: tuple(c) for n, c in capacity.items()}
+        for node, need in reserved:
+            free[node] = _less(free[node], need) if node in free else None
+        return cls({n: f for n, f in free.items() if f is not None})
+
+    def fits(self, node, need):
+        if need == NOTHING:
+            return True
+        free = self.free.get(node)
+        return free is not None and free[0] + 1e-9 >= need[0] and free[1] >= need[1]
+
+    def take(self, node, need):
+        if need != NOTHING and node in self.free:
+            self.free[node] = _less(self.free[node], need)
+
+    def why_full(self, need, nodes):
+        """The reason no node in `nodes` takes `need`."""
+        def show(amount):
+            return f"{amount[0]:g} CPUs and {amount[1] / (1 << 20):.0f} MiB"
+        free = "; ".join(f"{n} has {show(self.free[n])} free" if n in self.free else f"{n}'s capacity is unknown yet"
+                         for n in sorted(nodes))
+        return f"no node has room for {show(need)} reserved: {free}"
+
+
+def _less(free, need):
+    return free[0] - need[0], free[1] - need[1]
+
+
 @dataclass
 class Spread:
     """One service's containers per node as a reconcile round plans them
@@ -38,15 +81,19 @@ class Spread:
     counts: Counter
     totals: Counter
     one_per_node: bool = False     # the service publishes host ports
+    room: Room = None              # shared by the round's services; None: reservations not weighed
+    need: tuple = NOTHING          # what one container of the service reserves
 
     def choose(self, exclude=None):
-        """The node for a new container (not `exclude`), or None."""
-        nodes = self.eligible if exclude is None else [n for n in self.eligible if n != exclude]
+        """The node for a new container (not `exclude`, with room), or None."""
+        nodes = [n for n in self.eligible if n != exclude and (self.room is None or self.room.fits(n, self.need))]
         return choose_node(nodes, self.counts, self.totals, self.one_per_node)
 
     def add(self, node):
         self.counts[node] += 1
         self.totals[node] += 1
+        if self.room is not None:
+            self.room.take(node, self.need)
 
     def move(self, src, dst):
         """A container of the service leaves src for dst (src's total stays:

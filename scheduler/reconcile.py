@@ -31,11 +31,12 @@ node as the round plans them. A `replace` says itself whether it stops first
 import dataclasses
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Optional
 
 from model import Action, Plan, PAUSED, READY, SUSPECT, UNKNOWN, DELETE
 from scheduler import constraints, rollout
 from scheduler.balance import balance
-from scheduler.place import Spread, spread_ok
+from scheduler.place import NOTHING, Room, Spread, spread_ok
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Round:
     place_failures: dict = field(default_factory=dict)   # (service, slot) -> why its last start failed
     node_labels: dict = field(default_factory=dict)   # node -> its labels (placement constraints)
     place_nodes: dict = field(default_factory=dict)   # (service, slot) -> node of its last failed start
+    room: Optional[Room] = None                       # free for reservations (shared); None: not weighed
 
     def __post_init__(self):
         self.eligible = sorted(n for n, s in self.node_status.items() if s == READY and n not in self.drained)
@@ -70,6 +72,9 @@ class Round:
     def fits(self, service, node):
         return constraints.satisfies(service.constraints, node, self.node_labels.get(node, {}))
 
+    def has_room(self, service, node):
+        return self.room is None or self.room.fits(node, service.spec.reservation)
+
     def ready(self, node):
         return self.node_status.get(node) == READY
 
@@ -79,14 +84,16 @@ class Round:
 
 def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, pending=None,
               drained=frozenset(), ready_since=None, removing_nodes=frozenset(), wall=0.0, place_failures=None,
-              node_labels=None, place_nodes=None):
+              node_labels=None, place_nodes=None, capacity=None):
     """backoff: (service, slot) -> time before which no new try is made.
     pending: (service, slot) -> node, changes still under way for those slots.
     removing_nodes: nodes where removals are still under way.
     wall, place_failures: what rolling updates judge by (scheduler/rollout.py).
     node_labels: node -> labels, what placement constraints match.
     place_nodes: (service, slot) -> where its last start failed (a global
-    service's node keeps that slot, and its back-off)."""
+    service's node keeps that slot, and its back-off).
+    capacity: node -> (cpus, memory bytes) its engine has, what
+    reservations are weighed against (None: they are not)."""
     r = Round(node_status, now, backoff or {}, pending or {}, frozenset(drained), ready_since or {}, max_moves,
               wall, place_failures or {}, node_labels or {}, place_nodes or {})
     unknown = sorted(n for n, s in node_status.items() if s == UNKNOWN)
@@ -94,6 +101,7 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         return Plan(tuple(Action("keep", s.name, reason=f"waiting for first probe of {', '.join(unknown)}")
                           for s in services))
     visible = [c for c in observed if node_status.get(c.node) in (READY, SUSPECT)]
+    r.room = _room(capacity, services, visible, pending or {})
     totals = Counter(c.node for c in visible if r.ready(c.node))
     by_service = defaultdict(list)
     for c in visible:
@@ -119,8 +127,19 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         spread = [s for s in services if not s.is_global]     # a global service is even by itself
         fits = {s.name: s for s in spread}
         actions += balance(spread, _settled(spread, visible, r), r.eligible, r.max_moves,
-                           allowed=lambda name, node: r.fits(fits[name], node))
+                           allowed=lambda name, node: r.fits(fits[name], node) and r.has_room(fits[name], node))
     return Plan(tuple(_surplus_first(actions, removing_nodes)), tuple(verdicts))
+
+
+def _room(capacity, services, visible, pending):
+    """What each node has free for reservations: its capacity less those of
+    the containers on it and of the changes under way to it."""
+    if capacity is None:
+        return None
+    need = {s.name: s.spec.reservation for s in services}
+    reserved = [(c.node, need.get(c.service, NOTHING)) for c in visible]
+    reserved += [(node, need.get(service, NOTHING)) for (service, _), node in pending.items()]
+    return Room.of(capacity, [(n, amount) for n, amount in reserved if amount != NOTHING])
 
 
 def _quiet(actions, r, removing_nodes):
@@ -214,6 +233,9 @@ def _reconcile_global(service, mine, r, totals):
             actions.append(Action("keep", service.name, slot, node, reason="backing off after failures"))
         else:
             actions.append(Action("place", service.name, slot, node, reason="node without one"))
+    holding = {c.node for c in keepers.values()} | set(in_flight.values()) | set(empty)
+    actions += [Action("keep", service.name, 0, node, reason=r.room.why_full(service.spec.reservation, [node]))
+                for node in r.eligible if node not in holding]       # the nodes without room for it
     actions = stops + actions
     under_way = len(in_flight) + sum(1 for a in actions if a.kind != "keep")
     return actions, rollout.verdict(service, turn.progress, under_way)
@@ -257,7 +279,9 @@ def _new_slots(service, mine, keepers, in_flight, r):
     and the rollout's count stay with it), else the lowest number free."""
     taken = {c.node for c in keepers.values()} | set(in_flight.values())
     used = {c.slot for c in mine} | set(in_flight)
-    empty = [node for node in r.eligible if node not in taken]
+    empty = [node for node in r.eligible if node not in taken and r.has_room(service, node)]
+    for node in empty if r.room is not None else ():
+        r.room.take(node, service.spec.reservation)
     out = {}
     for (name, slot), node in sorted(r.place_nodes.items()):
         if name == service.name and node in empty and node not in out and slot not in used:
@@ -299,7 +323,7 @@ def _spread(service, keepers, in_flight, r, totals, digest):
     changes under way land where they go."""
     counts = Counter(c.node for c in keepers.values() if r.ready(c.node) and _holds(c, service, digest, r))
     counts.update(node for slot, node in in_flight.items() if 1 <= slot <= service.replicas)
-    return Spread(r.eligible, counts, totals, bool(service.spec.ports))
+    return Spread(r.eligible, counts, totals, bool(service.spec.ports), r.room, service.spec.reservation)
 
 
 class _Turns:
@@ -374,12 +398,18 @@ def _change(service, slot, keeper, why, r, spread, digest):
                       "backing off after failures")
     node = _target(keeper, r, spread, keeper is not None and _holds(keeper, service, digest, r))
     if node is None:
-        reason = constraints.why_not(service.constraints, r.node_labels, r.everywhere) if service.constraints \
-            else "no eligible node"
-        return Action("keep", service.name, slot, reason=reason)
+        return Action("keep", service.name, slot, reason=_why_unplaced(service, r))
     if keeper is None:
         return Action("place", service.name, slot, node, reason=why)
     return _replace(service, slot, node, keeper, why)
+
+
+def _why_unplaced(service, r):
+    if r.eligible and not any(r.has_room(service, n) for n in r.eligible):
+        return r.room.why_full(service.spec.reservation, r.eligible)
+    if service.constraints:
+        return constraints.why_not(service.constraints, r.node_labels, r.everywhere)
+    return "no eligible node"
 
 
 def _target(keeper, r, spread, held):
@@ -443,8 +473,8 @@ def _rebalance_moves(service, keepers, spread, r, busy, budget):
         movable = sorted(s for s, c in keepers.items()
                          if c.node == src and s not in busy and c.running and r.ready(c.node))
         dst = spread.choose(exclude=src)
-        if not movable or dst is None:
-            break
+        if not movable or dst is None or spread.counts[dst] + 1 >= spread.counts[src]:
+            break                    # none, or no better (the emptier nodes have no room for it)
         slot = movable[-1]
         busy.add(slot)
         spread.move(src, dst)

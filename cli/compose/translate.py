@@ -381,16 +381,12 @@ def _deploy(deploy, svc, where, notes):
         for k, kind in (("parallelism", int), ("max_failure_ratio", float)):
             out[field_][k] = _number(out[field_][k], f"{where}.deploy.{key}.{k}", kind)
     resources = deploy.get("resources") or {}
-    limits = {k: v for k, v in (resources.get("limits") or {}).items() if not k.startswith("x-")}
-    if set(limits) - {"cpus", "memory"}:
-        _unsupported(f"{where}.deploy.resources.limits.{sorted(set(limits) - {'cpus', 'memory'})[0]}")
-    out["resources"]["limits"].update(limits)
-    if (resources.get("reservations") or {}).get("devices") or (resources.get("reservations") or {}).get(
-            "generic_resources"):
-        _unsupported(f"{where}.deploy.resources.reservations", "devices and generic resources (GPUs) are not "
-                                                               "supported by Bicycle")
-    if resources.get("reservations"):
-        notes.append("deploy.resources.reservations: placement does not weigh reservations yet")
+    for kind in ("limits", "reservations"):
+        amounts = {k: v for k, v in (resources.get(kind) or {}).items() if not k.startswith("x-")}
+        extra = sorted(set(amounts) - {"cpus", "memory"})
+        if extra:
+            _unsupported(f"{where}.deploy.resources.{kind}.{extra[0]}")
+        out["resources"][kind] = {"cpus": amounts.get("cpus", 0), "memory": amounts.get("memory", 0)}
     for key in ("labels", "endpoint_mode"):
         if key in deploy:
             notes.append(f"deploy.{key}: no effect on Bicycle")

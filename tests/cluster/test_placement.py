@@ -4,7 +4,8 @@ label runs only on the nodes that carry it; relabelling the nodes (through
 the API, as `node label` does) moves its containers start-first to the nodes
 that fit now; a service that fits nowhere runs nothing and says why; a
 global service runs one container on every node, leaves a drained node
-(the others' containers untouched) and comes back when it is activated."""
+(the others' containers untouched) and comes back when it is activated;
+reservations place replicas only where the engine has room."""
 import pytest
 
 from conftest import api, wait_for
@@ -54,6 +55,31 @@ def test_resource_limits_reach_the_engine(engines):
     create("capped", 2, resources={"limits": {"cpus": "0.5", "memory": "64m"}})
     hosts = [c.attrs["HostConfig"] for cs in engines.containers("capped").values() for c in cs]
     assert [(h["NanoCpus"], h["Memory"]) for h in hosts] == [(500_000_000, 64 << 20)] * 2
+
+
+def test_reservations_place_only_where_the_engine_has_room_and_say_when_none_has(engines):
+    """Every sandbox engine reports this machine's CPUs: a reservation of
+    60% of them fits once per node, so the 4th replica stays unplaced and
+    says why; scaled to 3 the service runs; a second reserving service fits
+    nowhere while the first runs, and one that reserves nothing still runs."""
+    cpus = min(float(client.info()["NCPU"]) for client in engines.clients.values())
+    need = round(cpus * 0.6, 2)
+    big = {"name": "big", "image": "bicycle/demo:1", "replicas": 4, "resources": {"reservations": {"cpus": need}}}
+    assert api("POST", "/service", big, params={"wait": "false"}).status_code == 202
+
+    def error(name):
+        return api("GET", f"/service/{name}").json().get("error") or ""
+    wait_for(lambda: f"no node has room for {need:g} CPUs" in error("big"), 30)
+    wait_for(lambda: nodes_of(engines, "big") == list(NODES), 30)
+    assert "node1 has " in error("big") and api("GET", "/service/big").json()["status"] == "converging"
+    r = api("PATCH", "/service/big", {"replicas": 3})
+    assert r.status_code == 200 and r.json()["status"] == "running" and not r.json().get("error"), r.text
+    assert nodes_of(engines, "big") == list(NODES)
+    more = dict(big, name="more", replicas=1)
+    assert api("POST", "/service", more, params={"wait": "false"}).status_code == 202
+    create("light", 3)
+    wait_for(lambda: "no node has room" in error("more"), 30)
+    assert nodes_of(engines, "more") == [] and nodes_of(engines, "light") == list(NODES)
 
 
 @pytest.fixture

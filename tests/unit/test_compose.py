@@ -115,7 +115,7 @@ def test_the_shell_environment_wins_over_dot_env(tmp_path):
     ("services: {web: {image: demo, secrets: [{target: X}]}}", "services.web.secrets.0: needs a source"),
     ("services: {web: {image: demo, healthcheck: {interval: 10s}}}", "services.web.healthcheck: give its test"),
     ("services: {web: {image: demo, deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}}}",
-     "devices and generic resources"),
+     "deploy.resources.reservations.devices: not supported by Bicycle"),
     ("services: {web: {image: demo, labels: {2: x}}}", "the key 2 must be a string"),
     ("services: {web: {image: demo, ports: ['8080:80'], deploy: {replicas: 4}}}", "at most one container per node"),
 ])
@@ -187,7 +187,7 @@ def test_a_typical_file_becomes_service_bodies(tmp_path):
     assert web["secrets"] == {"key": "s3cret", "OTHER": "s3cret"}
     assert web["replicas"] == 3 and web["constraints"] == ["node.labels.zone == a"]
     assert (web["update"]["parallelism"], web["update"]["order"]) == (2, "stop-first")
-    assert web["resources"] == {"limits": {"cpus": "0.5", "memory": "64M"}}
+    assert web["resources"] == {"limits": {"cpus": "0.5", "memory": "64M"}, "reservations": {"cpus": 0, "memory": 0}}
     assert db["mode"] == "global" and "replicas" not in db
     for svc in translate(compose(tmp_path, open(os.path.join(folder, "compose.yml")).read(),
                                  env={"FROM_SHELL": "yes"})):
@@ -208,13 +208,16 @@ def test_what_compose_accepts_and_means_is_taken_so(tmp_path):
             ports: ["[::]:8080:80"]
             volumes: [{type: volume, source: d, target: /d, read_only: "${RO:-false}"}]
             healthcheck: {test: "true", disable: "${OFF:-false}"}
-            deploy: {x-note: 1, placement: {x-note: 2}, resources: {limits: {x-note: 3}}}
+            deploy: {x-note: 1, placement: {x-note: 2}, resources: {limits: {x-note: 3},
+                                                                   reservations: {cpus: "0.5", memory: 1G}}}
         volumes: {d: {external: "false"}}
     """)
     web = b["web"]
     assert web["env"] == {"RELEASE": "2024-01-01", "KEPT": "1"}    # FROM_FILE: unset in the shell, so unset
     assert web["ports"] == ["8080:80/tcp"] and web["volumes"] == ["shop_d:/d"]
     assert web["healthcheck"] == {"test": "true"}
+    assert web["resources"] == {"limits": {"cpus": 0, "memory": 0}, "reservations": {"cpus": "0.5", "memory": "1G"}}
+    assert deploy.service_request(web, 10, seal=lambda k, v: v).spec.reservation == (0.5, 1 << 30)
     assert (web["update"]["order"], web["update"]["failure_action"]) == ("stop-first", "pause")   # Swarm's
     assert (web["rollback"]["order"], web["rollback"]["failure_action"]) == ("stop-first", "pause")
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 from model import Container, READY, SUSPECT, DOWN, UNKNOWN, Settings
 from master.observe import LIST, PING, Observation, Prober
 from remote.transport import RemoteError, Result
+from remote import commands
 
 SETTINGS = Settings(down_after=5, probe_interval=1, engine_timeout=30)
 BOUND = 20          # seconds: only a deadlock or a lost wake-up ever reaches it
@@ -311,6 +312,8 @@ class FakeConnection:
                 self.pings += 1
                 self.pinged.notify_all()
             return Result(0, "", "", 0.0)
+        if argv == commands.capacity():
+            return Result(0, "2 4000000000\n", "", 0.0)
         if self.hold.is_set() and not self.release.wait(timeout):
             raise RemoteError("a: no answer in time")
         return Result(0, "[]", "", 0.0)
@@ -340,6 +343,18 @@ def test_the_prober_checks_sshd_while_a_listing_is_out():
     assert not prober.is_alive()
 
 
+def test_the_prober_reads_the_engines_capacity_once_it_lists():
+    obs = Observation(["a"], dataclasses.replace(SETTINGS, probe_interval=0.05))
+    stopping = threading.Event()
+    prober = Prober("a", SimpleNamespace(connections={"a": FakeConnection()}), obs, stopping, lambda: "w")
+    prober.start()
+    try:
+        assert _wait(lambda: obs.snapshot(obs.clock()).capacity == {"a": (2.0, 4000000000)})
+    finally:
+        stopping.set()
+        prober.join(BOUND)
+
+
 def test_a_listing_asked_for_comes_before_the_interval():
     settings_ = dataclasses.replace(SETTINGS, probe_interval=1000.0)    # never, within the test
     obs = Observation(["a"], settings_)
@@ -347,7 +362,7 @@ def test_a_listing_asked_for_comes_before_the_interval():
 
     class Counting(FakeConnection):
         def run(self, argv, timeout=None, stdin=None):
-            if argv != ["true"]:
+            if argv == commands.list_containers():
                 listings.append(argv)
             return super().run(argv, timeout, stdin)
     stopping = threading.Event()

@@ -84,6 +84,12 @@ def test_resource_limits():
     assert (less.cpus, less.memory) == (0.0, 256 << 20)                 # 0 clears one
     assert fields(body(resources={"limits": {"cpus": True, "memory": "lots"}})) == [
         "resources.limits.cpus", "resources.limits.memory"]
-    assert fields(body(resources={"reservations": {"cpus": 1}})) == ["resources.reservations"]
+    assert fields(body(resources={"reservations": {"cpus": -1, "memory": "1k"}})) == [
+        "resources.reservations.cpus", "resources.reservations.memory"]
+    reserved = service_request(body(resources={"reservations": {"cpus": "1.5", "memory": "1g"}}), NODES).spec
+    assert (reserved.reserve_cpus, reserved.reserve_memory, reserved.cpus) == (1.5, 1 << 30, 0.0)
+    base = {"spec": reserved.to_dict(), "replicas": 3, "update": {}, "rollback": {}}
+    kept = service_request({"resources": {"reservations": {"cpus": 2}}}, NODES, base=base).spec
+    assert (kept.reserve_cpus, kept.reserve_memory) == (2.0, 1 << 30)     # the memory reservation stays
     assert fields(body(resources={"limits": {"gpus": 1}})) == ["resources.limits"]
     assert service_request(body(), NODES).spec.to_dict().get("resources") is None     # the digest as before
