@@ -58,7 +58,7 @@ def unplaced(service, plan):
     last plan (a slot it no longer has, after a scale-down, says nothing); or None."""
     return next((a.reason for a in plan if a.service == service.name and a.kind == "keep"
                  and (a.slot == 0 or service.has_slot(a.slot))
-                 and a.reason.startswith(("no node", "no eligible node"))), None)
+                 and (a.reason.startswith(("no node", "no eligible node")) or " room for " in a.reason)), None)
 
 
 def update_view(service, mine, current):

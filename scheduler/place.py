@@ -45,8 +45,9 @@ class Room:
         """capacity: node -> (cpus, memory); reserved: [(node, (cpus, memory))]."""
         free = {n: tuple(c) for n, c in capacity.items()}
         for node, need in reserved:
-            free[node] = _less(free[node], need) if node in free else None
-        return cls({n: f for n, f in free.items() if f is not None})
+            if node in free:
+                free[node] = _less(free[node], need)
+        return cls(free)
 
     def fits(self, node, need):
         if need == NOTHING:
@@ -54,17 +55,25 @@ class Room:
         free = self.free.get(node)
         return free is not None and free[0] + 1e-9 >= need[0] and free[1] >= need[1]
 
+    def within(self, node, need):
+        """Does the node hold what is reserved on it now (a container of
+        `need`, counted there already, may be replaced in place)?"""
+        if need == NOTHING:
+            return True
+        free = self.free.get(node)
+        return free is not None and free[0] >= -1e-9 and free[1] >= 0
+
     def take(self, node, need):
         if need != NOTHING and node in self.free:
             self.free[node] = _less(self.free[node], need)
 
-    def why_full(self, need, nodes):
-        """The reason no node in `nodes` takes `need`."""
+    def why_full(self, need, nodes, lead="no node has room"):
+        """The reason no node in `nodes` takes `need`, after `lead`."""
         def show(amount):
-            return f"{amount[0]:g} CPUs and {amount[1] / (1 << 20):.0f} MiB"
+            return f"{max(amount[0], 0.0):g} CPUs and {max(amount[1], 0) / (1 << 20):.0f} MiB"
         free = "; ".join(f"{n} has {show(self.free[n])} free" if n in self.free else f"{n}'s capacity is unknown yet"
                          for n in sorted(nodes))
-        return f"no node has room for {show(need)} reserved: {free}"
+        return f"{lead} for {show(need)} reserved: {free}"
 
 
 def _less(free, need):

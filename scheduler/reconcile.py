@@ -75,6 +75,10 @@ class Round:
     def has_room(self, service, node):
         return self.room is None or self.room.fits(node, service.spec.reservation)
 
+    def room_in_place(self, service, node):
+        """May a container of `service` on `node` be replaced there (its share counted already)?"""
+        return self.room is None or self.room.within(node, service.spec.reservation)
+
     def ready(self, node):
         return self.node_status.get(node) == READY
 
@@ -124,10 +128,11 @@ def reconcile(services, observed, node_status, now, backoff=None, max_moves=1, p
         if name not in owned:
             actions += [_stop(c, "no service owns it") for c in containers if r.ready(c.node)]
     if _quiet(actions, r, removing_nodes) and not any(s.rolling for s in services):
-        spread = [s for s in services if not s.is_global]     # a global service is even by itself
+        # A global service is even by itself; one that reserves is placed by room, not by count.
+        spread = [s for s in services if not s.is_global and s.spec.reservation == NOTHING]
         fits = {s.name: s for s in spread}
         actions += balance(spread, _settled(spread, visible, r), r.eligible, r.max_moves,
-                           allowed=lambda name, node: r.fits(fits[name], node) and r.has_room(fits[name], node))
+                           allowed=lambda name, node: r.fits(fits[name], node))
     return Plan(tuple(_surplus_first(actions, removing_nodes)), tuple(verdicts))
 
 
@@ -136,9 +141,13 @@ def _room(capacity, services, visible, pending):
     the containers on it and of the changes under way to it."""
     if capacity is None:
         return None
-    need = {s.name: s.spec.reservation for s in services}
-    reserved = [(c.node, need.get(c.service, NOTHING)) for c in visible]
-    reserved += [(node, need.get(service, NOTHING)) for (service, _), node in pending.items()]
+    by_name = {s.name: s for s in services}
+    holding = [c for c in visible if c.service in by_name
+               and (c.running or _restarts(by_name[c.service].spec.restart, c.exit_code))]
+    arrived = {(c.service, c.slot, c.node) for c in holding if c.spec == by_name[c.service].spec.digest()}
+    reserved = [(c.node, by_name[c.service].spec.reservation) for c in holding]
+    reserved += [(node, by_name[service].spec.reservation) for (service, slot), node in pending.items()
+                 if service in by_name and (service, slot, node) not in arrived]    # not counted twice
     return Room.of(capacity, [(n, amount) for n, amount in reserved if amount != NOTHING])
 
 
@@ -224,6 +233,10 @@ def _reconcile_global(service, mine, r, totals):
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, turn.waiting()))
         elif r.waiting(service.name, slot):
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, "backing off after failures"))
+        elif not r.room_in_place(service, keeper.node):
+            actions.append(Action("keep", service.name, slot, keeper.node, keeper,
+                                  r.room.why_full(service.spec.reservation, [keeper.node],
+                                                  f"{keeper.node} has no room")))
         else:
             actions.append(_replace(service, slot, keeper.node, keeper, why))
     for node, slot in sorted(empty.items()):
@@ -234,7 +247,8 @@ def _reconcile_global(service, mine, r, totals):
         else:
             actions.append(Action("place", service.name, slot, node, reason="node without one"))
     holding = {c.node for c in keepers.values()} | set(in_flight.values()) | set(empty)
-    actions += [Action("keep", service.name, 0, node, reason=r.room.why_full(service.spec.reservation, [node]))
+    actions += [Action("keep", service.name, 0, node, reason=r.room.why_full(service.spec.reservation, [node],
+                                                                                   f"{node} has no room"))
                 for node in r.eligible if node not in holding]       # the nodes without room for it
     actions = stops + actions
     under_way = len(in_flight) + sum(1 for a in actions if a.kind != "keep")
@@ -396,7 +410,7 @@ def _change(service, slot, keeper, why, r, spread, digest):
     if r.waiting(service.name, slot):
         return Action("keep", service.name, slot, keeper.node if keeper else "", keeper,
                       "backing off after failures")
-    node = _target(keeper, r, spread, keeper is not None and _holds(keeper, service, digest, r))
+    node = _target(service, keeper, r, spread, keeper is not None and _holds(keeper, service, digest, r))
     if node is None:
         return Action("keep", service.name, slot, reason=_why_unplaced(service, r))
     if keeper is None:
@@ -405,18 +419,20 @@ def _change(service, slot, keeper, why, r, spread, digest):
 
 
 def _why_unplaced(service, r):
-    if r.eligible and not any(r.has_room(service, n) for n in r.eligible):
+    if r.eligible and not all(r.has_room(service, n) for n in r.eligible):
         return r.room.why_full(service.spec.reservation, r.eligible)
     if service.constraints:
         return constraints.why_not(service.constraints, r.node_labels, r.everywhere)
-    return "no eligible node"
+    if not r.eligible:
+        return "no eligible node (every node is down, suspect or drained)"
+    return "no eligible node fits (a service with host ports runs one container per node)"
 
 
-def _target(keeper, r, spread, held):
+def _target(service, keeper, r, spread, held):
     """Where a new container goes: the keeper's node unless it is drained.
     A keeper that reaches here on an eligible node is restartable or of an
     older spec, so `_spread` counted it there already."""
-    if keeper is not None and keeper.node in r.eligible:
+    if keeper is not None and keeper.node in r.eligible and r.room_in_place(service, keeper.node):
         return keeper.node
     node = spread.choose()
     if node is not None:
@@ -458,6 +474,9 @@ def _drain_moves(service, keepers, spread, r, busy, budget):
             continue
         dst = spread.choose()
         if dst is None:
+            if not all(r.has_room(service, n) for n in r.eligible):
+                moves.append(Action("keep", service.name, slot, c.node, c, r.room.why_full(
+                    service.spec.reservation, r.eligible, f"node {c.node} drained, but no node has room")))
             break
         spread.move(c.node, dst)
         moves.append(_replace(service, slot, dst, c, f"node {c.node} drained"))
@@ -501,7 +520,8 @@ def converged(service, observed, node_status, drained=frozenset(), node_labels=N
                and c.spec == digest and c.node not in drained for c in mine):
         return False
     eligible = sorted(n for n, s in node_status.items() if s == READY and n not in drained)
-    return spread_ok(eligible, Counter(c.node for c in mine if c.running))
+    # A service that reserves goes where there is room: even is not always possible.
+    return service.spec.reservation != NOTHING or spread_ok(eligible, Counter(c.node for c in mine if c.running))
 
 
 def _global_converged(service, mine, node_status, drained, digest):

@@ -93,15 +93,20 @@ def test_expired_wait_answers_202_with_the_stored_service(engines, all_active):
 
 # -- --no-wait ---------------------------------------------------------------------
 
+UNPLACED = "service flows v{}: converging, 0/{} running (no eligible node (every node is down, suspect or drained))\n"
+
+
 def test_no_wait_commands_answer_before_the_work_which_still_happens(engines, all_active):
     """create, scale, node drain and rm with --no-wait print the state at the
     time of the answer and exit 0; the work is then seen on the engines. The
     create and the scale answer while every node is drained, so a command that
     waited could not have answered before the nodes were activated."""
     drain_all()
+    # The answer says why nothing runs once a round has planned the service (it may not have yet).
     assert ok(cli("service", "create", "flows", "--image", "bicycle/demo:1", "--replicas", "2",
-                  "--no-wait")) == "service flows v1: converging, 0/2 running\n"
-    assert ok(cli("service", "scale", "flows", "3", "--no-wait")) == "service flows v2: converging, 0/3 running\n"
+                  "--no-wait")) in {"service flows v1: converging, 0/2 running\n", UNPLACED.format(1, 2)}
+    assert ok(cli("service", "scale", "flows", "3", "--no-wait")) in {
+        "service flows v2: converging, 0/3 running\n", UNPLACED.format(2, 3)}
     assert not any(engines.containers(running_only=False).values())
     for node in NODES:
         assert ok(cli("node", "activate", node)) == f"node {node} active\n"

@@ -60,12 +60,16 @@ def test_no_round_plans_more_than_a_node_has(cluster):
                 reserved[a.node] = (cpus + need[0], memory + need[1])
         for node, (cpus, memory) in reserved.items():
             assert cpus <= capacity[node][0] + 1e-9 and memory <= capacity[node][1], (node, reserved, capacity)
+        for a in plan.changes:             # a replacement in place, too, only where the node holds it
+            if a.kind == "replace" and a.node == a.container.node:
+                need = next(s for s in services if s.name == a.service).spec.reservation
+                assert reserved.get(a.node, (0.0, 0))[0] <= capacity[a.node][0] + 1e-9 or need == (0.0, 0)
     observed, plan = run_to_convergence(services, [], status, check, capacity=capacity)
     for s in services:                   # whatever is left unplaced says why
         placed = sum(1 for c in observed if c.service == s.name)
         wanted = len(capacity) if s.mode == GLOBAL else s.replicas
         if placed < wanted:
-            assert unplaced(s, plan.actions) and "no node has room" in unplaced(s, plan.actions), plan.actions
+            assert " room for " in (unplaced(s, plan.actions) or ""), plan.actions
 
 
 def test_a_service_goes_where_there_is_room_and_says_when_there_is_none():
@@ -96,11 +100,11 @@ def test_a_global_service_skips_a_node_without_room_and_says_so():
     g = reserving("g", 0, memory=2 * GIB, mode=GLOBAL)
     plan = reconcile([g], [], status, NOW, capacity={"n1": (1.0, 4 * GIB), "n2": (1.0, 1 * GIB)})
     assert [a.node for a in plan.changes] == ["n1"]
-    assert unplaced(g, plan.actions).startswith("no node has room for 0 CPUs and 2048 MiB reserved: n2 has")
+    assert unplaced(g, plan.actions).startswith("n2 has no room for 0 CPUs and 2048 MiB reserved: n2 has 1 CPUs")
 
 
 def test_room_counts_what_is_under_way_and_refuses_an_unknown_node():
-    room = Room.of({"n1": (2.0, GIB)}, [("n1", (1.0, 0)), ("n9", (1.0, 0))])
+    room = Room.of({"n1": (2.0, GIB)}, [("n1", (1.0, 0)), ("n9", (1.0, 0)), ("n9", (1.0, 0))])
     assert room.fits("n1", (1.0, GIB)) and not room.fits("n1", (1.5, 0)) and not room.fits("n9", (0.1, 0))
     assert room.fits("n9", (0.0, 0))                          # nothing reserved: anywhere
     room.take("n1", (1.0, GIB))
@@ -114,3 +118,42 @@ def test_a_placement_under_way_holds_its_room():
     plan = reconcile([web], observed, status, NOW, pending={("web", 1): "n2"},
                      capacity={"n1": (2.0, GIB), "n2": (1.0, GIB)})
     assert [(a.slot, a.node) for a in plan.changes] == [(2, "n1")]      # n2's one CPU goes to slot 1
+
+
+def test_a_raised_reservation_moves_a_replacement_where_there_is_room_or_says_why():
+    """web: 2 x 0.5 CPUs on n1 (2 CPUs); raised to 1.5, one replacement may
+    stay on n1 and the other goes to n2 (3 CPUs); n1 is never overcommitted."""
+    status = {"n1": READY, "n2": READY}
+    capacity = {"n1": (2.0, GIB), "n2": (3.0, GIB)}
+    old = reserving("web", 2, cpus=0.5)
+    observed = [container("web", s, "n1", spec=old.spec.digest()) for s in (1, 2)]
+    new = reserving("web", 2, cpus=1.5)
+    observed, plan = run_to_convergence([new], observed, status, capacity=capacity)
+    assert sorted(c.node for c in observed) == ["n1", "n2"]
+    tight = {"n1": (2.0, GIB), "n2": (1.0, GIB)}
+    stuck = reconcile([new], [container("web", s, "n1", spec=old.spec.digest()) for s in (1, 2)], status, NOW,
+                      capacity=tight)
+    assert not [a for a in stuck.changes if a.node == "n1" and a.kind in ("place", "replace")]
+    assert "no node has room for 1.5 CPUs" in unplaced(new, stuck.actions)
+
+
+def test_an_exited_container_that_stays_down_holds_no_room():
+    status = {"n1": READY}
+    job = Service(name="job", spec=ServiceSpec(image="job:1", restart="never", reserve_cpus=2.0), replicas=1)
+    done = container("job", 1, "n1", spec=job.spec.digest(), status="exited", exit_code=0)
+    plan = reconcile([job, reserving("web", 1, cpus=1.0)], [done], status, NOW, capacity={"n1": (2.0, GIB)})
+    assert [(a.service, a.node) for a in plan.changes] == [("web", "n1")]
+
+
+def test_a_drain_that_finds_no_room_says_so_and_a_best_uneven_spread_is_converged():
+    from scheduler.reconcile import converged
+    web = reserving("web", 1, cpus=2.0)
+    c = container("web", 1, "n1", spec=web.spec.digest())
+    plan = reconcile([web], [c], {"n1": READY, "n2": READY}, NOW, drained={"n1"},
+                     capacity={"n1": (2.0, GIB), "n2": (1.0, GIB)})
+    assert not plan.changes and unplaced(web, plan.actions).startswith("node n1 drained, but no node has room")
+    four = reserving("web", 4, cpus=1.0)
+    spread = [container("web", s, n, spec=four.spec.digest()) for s, n in ((1, "n1"), (2, "n1"), (3, "n1"), (4, "n2"))]
+    assert converged(four, spread, {"n1": READY, "n2": READY})
+    assert not reconcile([four], spread, {"n1": READY, "n2": READY}, NOW,
+                         capacity={"n1": (4.0, GIB), "n2": (1.0, GIB)}).changes

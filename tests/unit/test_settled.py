@@ -11,6 +11,8 @@ from test_reconcile import NOW, container, svc
 
 NODES3 = {"a": READY, "b": READY, "c": READY}
 
+HOST_PORTS_FULL = "no eligible node fits (a service with host ports runs one container per node)"
+
 
 @pytest.mark.parametrize("restart, exit_code, settled", [
     ("on-failure", 0, True), ("on-failure", 1, False), ("on-failure", 137, False),
@@ -61,7 +63,7 @@ def test_a_settled_old_container_replaced_in_place_still_holds_its_node(restart,
     old = container("web", old_slot, "a", spec="0ld0ld0ld0ld", status="exited", exit_code=exit_code)
     plan = reconcile([web], [old], {"a": READY}, NOW)
     assert [(a.kind, a.slot, a.node) for a in plan.changes] == [("replace", old_slot, "a")]
-    assert [(a.kind, a.reason) for a in plan.actions if a.slot != old_slot] == [("keep", "no eligible node")]
+    assert [(a.kind, a.reason) for a in plan.actions if a.slot != old_slot] == [("keep", HOST_PORTS_FULL)]
 
 
 @pytest.mark.parametrize("old_slot", [1, 2])
@@ -70,4 +72,4 @@ def test_under_restart_always_the_same_case_already_holds_the_node(old_slot):
     old = container("web", old_slot, "a", spec="0ld0ld0ld0ld", status="exited", exit_code=0)
     plan = reconcile([web], [old], {"a": READY}, NOW)
     assert [(a.kind, a.slot, a.node) for a in plan.changes] == [("replace", old_slot, "a")]
-    assert [(a.kind, a.reason) for a in plan.actions if a.slot != old_slot] == [("keep", "no eligible node")]
+    assert [(a.kind, a.reason) for a in plan.actions if a.slot != old_slot] == [("keep", HOST_PORTS_FULL)]
