@@ -530,17 +530,19 @@ def events(ctx, follow, limit):
                                                "key, else its folder's name).")
 @click.option("--prune", is_flag=True, help="Remove the project's services that the file no longer has.")
 @click.option("--dry-run", is_flag=True, help="Print what would change, change nothing.")
+@click.option("--ignore-unsupported", is_flag=True, help="Deploy without the keys Bicycle cannot honour "
+                                                         "(one note each) instead of refusing the file.")
 @click.option("--no-wait", is_flag=True, help="Answer once the changes are stored, not once they ran.")
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the services.")
 @click.pass_context
-def deploy(ctx, path, project, prune, dry_run, no_wait, timeout):
+def deploy(ctx, path, project, prune, dry_run, ignore_unsupported, no_wait, timeout):
     """Deploy a Compose file: one service per Compose service, created or
     updated (rolling, under each service's update settings)."""
     try:
         loaded = load_compose(path or default_compose_file(), project)
         for name in sorted(loaded.unset):
             click.echo(f"warning: the {name} variable is not set; defaulting to a blank string", err=True)
-        services = translate(loaded)
+        services = translate(loaded, ignore_unsupported=ignore_unsupported)
         existing = _call(ctx, "GET", "/service")[1] if not dry_run or _reachable(ctx) else None
         if existing is None:
             click.echo("# the cluster did not answer: every service is shown as a create", err=True)

@@ -119,6 +119,7 @@ SERVICE = {"type": "object", "required": ["name", "spec", "version", "status", "
     "update": {"type": "object", "description": "the latest change of spec: its state (updating, paused, "
                                                 "rolling back, completed, rolled back), why, its slots"},
     "mode": {"type": "string", "enum": list(MODES)},
+    "constraints": {"type": "array", "items": {"type": "string"}},
     "replicas": {"type": "object", "properties": {"desired": {"type": "integer"}, "running": {"type": "integer"}}},
     "created_at": {"type": "string", "nullable": True},
     "updated_at": {"type": "string", "nullable": True},

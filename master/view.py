@@ -157,6 +157,7 @@ class Views:
             "state": service.state,
             "status": service_status(service, mine, world.statuses, world.book),
             "mode": service.mode,
+            "constraints": list(service.constraints),
             "replicas": {"desired": desired_count(service, world.statuses, world.book.drained, world.book.labels),
                          "running": running},
             "created_at": record.get("created_at"),

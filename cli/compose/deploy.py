@@ -14,7 +14,7 @@ from cli.compose.load import ComposeError
 from cli.compose.translate import PROJECT_LABEL
 from master.validate import MAX_REPLICAS, Invalid, service_request
 
-CREATE, UPDATE, REMOVE = "create", "update", "remove"
+CREATE, UPDATE, REMOVE, UNCHANGED = "create", "update", "remove", "unchanged"
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Step:
     name: str
     body: dict = None
     notes: list = field(default_factory=list)
+    changed: tuple = ()          # an update's fields that differ from the service as it runs
 
 
 def plan(services, existing, project, prune=False, nodes=MAX_REPLICAS):
@@ -49,13 +50,31 @@ def plan(services, existing, project, prune=False, nodes=MAX_REPLICAS):
             raise ComposeError(f"services.{svc.key}.deploy.mode: {svc.name} is {old.get('mode', 'replicated')}; "
                                f"a mode is set at creation: remove the service first")
         body = {k: v for k, v in svc.body.items() if k not in ("name", "mode")}
-        steps.append(Step(UPDATE, svc.name, body, svc.notes))
+        changed = differences(svc.body, old, nodes)
+        steps.append(Step(UPDATE if changed else UNCHANGED, svc.name, body, svc.notes, changed))
     if prune:
         wanted = {svc.name for svc in services}
         steps += [Step(REMOVE, s["name"]) for s in sorted(existing, key=lambda s: s["name"])
                   if (s["spec"].get("labels") or {}).get(PROJECT_LABEL) == project and s["name"] not in wanted
                   and s.get("state") != "DELETE"]
     return steps
+
+
+def differences(body, old, nodes):
+    """The fields of `body` that differ from the stored service `old` (as
+    GET /service shows it: secrets masked, so only their names compare)."""
+    new = service_request(body, nodes, seal=lambda name, value: value)
+    spec, before = new.spec.public_dict(), old["spec"]
+    fields = [k for k in sorted(set(spec) | set(before)) if spec.get(k) != before.get(k)]
+    update = old.get("update") or {}
+    for name, now, was in (("replicas", new.replicas if new.mode != "global" else None,
+                            old["replicas"]["desired"] if new.mode != "global" else None),
+                           ("update", new.update.to_dict(), update.get("settings")),
+                           ("rollback", new.rollback.to_dict(), update.get("rollback_settings")),
+                           ("constraints", list(new.constraints), old.get("constraints"))):
+        if now != was:
+            fields.append(name)
+    return tuple(fields)
 
 
 def check(svc, nodes=MAX_REPLICAS):
@@ -77,7 +96,7 @@ def apply(steps, call, segment):
         try:
             if step.action == CREATE:
                 answered.append(call("POST", "/service", step.body, {"wait": "false"})[1])
-            elif step.action == UPDATE:
+            elif step.action in (UPDATE, UNCHANGED):      # unchanged: the API keeps it as it is
                 answered.append(call("PATCH", path, step.body, {"wait": "false"})[1])
             else:
                 call("DELETE", path, None, {"wait": "false"})
@@ -94,5 +113,7 @@ def describe(step):
         return f"remove {step.name}"
     body = step.body
     count = "global" if body.get("mode") == "global" or "replicas" not in body else f"{body['replicas']} x"
-    line = f"{step.action} {step.name}: {count} {body['image']}"
+    line = f"{step.action} {step.name}: {count} {body['image']}" + \
+        (f" ({', '.join(step.changed)} differ)" if step.changed else "") + \
+        (" (the values of its secrets are not compared)" if step.action == UNCHANGED and body.get("secrets") else "")
     return "\n".join([line] + [f"  note: {n}" for n in step.notes])

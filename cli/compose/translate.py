@@ -54,8 +54,10 @@ class Service:
 TOP_LEVEL = {"version", "name", "services", "volumes", "secrets", "networks", "configs"}
 
 
-def translate(compose, read=None):
-    """compose: a load.ComposeFile -> [Service], in depends_on order."""
+def translate(compose, read=None, ignore_unsupported=False):
+    """compose: a load.ComposeFile -> [Service], in depends_on order.
+    ignore_unsupported: a service's or its deploy's key that Bicycle cannot
+    honour is a note instead of an error (a top-level one never is)."""
     read = read or _read
     data = compose.data
     unknown = sorted(k for k in data if k not in TOP_LEVEL and not k.startswith("x-"))
@@ -68,7 +70,7 @@ def translate(compose, read=None):
         raise ComposeError("the Compose file has no services")
     out, names = [], {}
     for key in _ordered(services):
-        svc = _service(compose, key, services[key] or {}, data, read)
+        svc = _service(compose, key, services[key] or {}, data, read, ignore_unsupported)
         if svc.name in names:
             raise ComposeError(f"services.{key} and services.{names[svc.name]} are both {svc.name} on Bicycle")
         names[svc.name] = key
@@ -117,15 +119,14 @@ def _ordered(services):
     return order
 
 
-def _service(compose, key, svc, data, read):
+def _service(compose, key, svc, data, read, ignore=False):
     where = f"services.{key}"
     name = _name(compose.project, key, where)
-    unsupported = sorted(k for k in svc if k not in SUPPORTED and k not in SILENT and not k.startswith("x-"))
-    if unsupported:
-        raise ComposeError(f"{where}.{unsupported[0]}: not supported by Bicycle")
     if not svc.get("image"):
         raise ComposeError(f"{where}: needs an image (Bicycle does not build; build it, then bicycle.py image push)")
     notes = [f"{k}: {why}" for k, why in SILENT.items() if k in svc]
+    notes += _unsupported_keys(sorted(k for k in svc if k not in SUPPORTED and k not in SILENT
+                                      and not k.startswith("x-")), where, ignore)
     deploy = svc.get("deploy") or {}
     body = {"name": name, "image": svc["image"], "command": _words(svc.get("command"), f"{where}.command"),
             "entrypoint": _words(svc.get("entrypoint"), f"{where}.entrypoint", keep_none=True),
@@ -139,7 +140,7 @@ def _service(compose, key, svc, data, read):
             "secrets": _secrets(compose, svc.get("secrets") or [], data.get("secrets") or {}, where, read),
             "volumes": [_volume(compose, v, data.get("volumes") or {}, f"{where}.volumes.{i}")
                         for i, v in enumerate(svc.get("volumes") or [])],
-            **_deploy(deploy, svc, where, notes)}
+            **_deploy(deploy, svc, where, notes, ignore)}
     return Service(key, name, body, notes)
 
 
@@ -361,10 +362,16 @@ def _number(value, where, kind=int):
     return value
 
 
-def _deploy(deploy, svc, where, notes):
-    unknown = sorted(k for k in set(deploy) - DEPLOY if not k.startswith("x-"))
-    if unknown:
-        _unsupported(f"{where}.deploy.{unknown[0]}")
+def _unsupported_keys(keys, where, ignore):
+    """Notes for keys Bicycle cannot honour when told to ignore them; else the error of the first."""
+    if keys and not ignore:
+        _unsupported(f"{where}.{keys[0]}", "not supported by Bicycle (--ignore-unsupported: deploy without it)")
+    return [f"{where}.{k}: not supported by Bicycle, ignored" for k in keys]
+
+
+def _deploy(deploy, svc, where, notes, ignore=False):
+    notes += _unsupported_keys([f"deploy.{k}" for k in sorted(set(deploy) - DEPLOY) if not k.startswith("x-")],
+                               where, ignore)
     out = {"mode": deploy.get("mode", "replicated"), "constraints": [], "update": SWARM_UPDATE.to_dict(),
            "rollback": SWARM_UPDATE.to_dict(), "resources": {"limits": {"cpus": 0, "memory": 0}}}
     if out["mode"] not in ("replicated", "global"):

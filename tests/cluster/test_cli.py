@@ -10,10 +10,11 @@ from conftest import API, ROOT, SANDBOX
 pytestmark = pytest.mark.usefixtures("clean")
 
 
-def cli(*args, api=API):
+def cli(*args, api=API, env=None):
+    """bicycle.py with the sandbox's inventory; env: variables added to this process's environment."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "bicycle.py"),
                            "-i", os.path.join(SANDBOX, "inventory.yml"), "--api", api, *args],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, **(env or {})))
 
 
 def test_create_status_scale_rm(engines):

@@ -2,14 +2,17 @@
 Compose file says is what the engines run (environment, env file, secret,
 named volume, read-only bind, published port, labels, global mode), the
 same file deployed again replaces nothing, --dry-run and a bad file change
-nothing, and --prune removes what the file dropped."""
+nothing; three services (replicas, a label constraint, global) deploy as
+written, an edited file rolls only the changed service, an unsupported key
+and a malformed file change nothing and say why, and --prune removes what
+the file dropped."""
 import os
 import textwrap
 
 import docker
 import pytest
 
-from conftest import port, remove_all, wait_for
+from conftest import api, port, remove_all, wait_for
 from test_cli import cli
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -73,12 +76,13 @@ def write(folder, text, name="compose.yml"):
 
 
 def remove_volumes(engines):
-    """shop_data on every node, once no container uses it."""
+    """The project's volumes on every node, once no container uses them."""
     for client in engines.clients.values():
-        try:
-            client.volumes.get("shop_data").remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        for name in ("shop_data", "shop_dbdata"):
+            try:
+                client.volumes.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
 
 
 def health(container):
@@ -117,38 +121,85 @@ def test_a_compose_file_runs_as_it_says_and_a_second_deploy_replaces_nothing(pro
 
     again = cli("deploy", "-f", str(project / "compose.yml"))
     assert again.returncode == 0, again.stderr
-    assert "update shop-web" in again.stdout and "update shop-db" in again.stdout
+    assert "unchanged shop-web: 2 x bicycle/demo:1 (the values of its secrets are not compared)" in again.stdout
+    assert "unchanged shop-db: global bicycle/demo:1" in again.stdout
     assert ids(engines, "shop-web") + ids(engines, "shop-db") == before
 
 
-def test_dry_run_and_a_bad_file_change_nothing_and_prune_removes_what_the_file_dropped(project, engines):
-    assert cli("deploy", "-f", str(project / "compose.yml")).returncode == 0
-    before = {"web": ids(engines, "shop-web"), "db": ids(engines, "shop-db")}
-    assert len(before["web"]) == 2 and len(before["db"]) == 3
-    only_db = write(project, name="only-db.yml", text="""
-        name: shop
-        services:
-          db:
-            image: bicycle/demo:1
-            deploy: {mode: global}
-    """)
-    dry = cli("deploy", "-f", only_db, "--prune", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines() == ["update shop-db: global bicycle/demo:1", "remove shop-web"]
+THREE = """
+    name: shop
+    services:
+      web:
+        image: bicycle/demo:${WEB_TAG:-1}
+        deploy: {replicas: 2, update_config: {monitor: 1s}}
+      db:
+        image: bicycle/demo:1
+        expose: ["5432"]
+        restart: always
+        environment: [POSTGRES_DB=shop, POSTGRES_USER=shop]
+        volumes: [dbdata:/var/lib/data]
+        deploy:
+          replicas: 2
+          placement: {constraints: ["node.labels.disk == ssd"]}
+      agent:
+        image: bicycle/demo:1
+        deploy: {mode: global}
+    volumes:
+      dbdata:
+"""
 
-    bad = write(project, name="bad.yml", text="""
-        name: shop
-        services:
-          db: {image: bicycle/demo:1, deploy: {mode: global}, colour: red}
-    """)
-    refused = cli("deploy", "-f", bad, "--prune")
-    assert refused.returncode == 1
-    assert refused.stderr.count("\n") == 1 and "services.db: additional property 'colour' is not allowed" \
-        in refused.stderr
-    assert {"web": ids(engines, "shop-web"), "db": ids(engines, "shop-db")} == before
 
-    pruned = cli("deploy", "-f", only_db, "--prune")
+@pytest.fixture
+def ssd_on_node3():
+    assert api("PATCH", "/nodes/node3", {"labels": {"disk": "ssd"}}).status_code == 200
+    yield
+    api("PATCH", "/nodes/node3", {"labels": {}})
+
+
+def all_ids(engines):
+    return {name: ids(engines, f"shop-{name}") for name in ("web", "db", "agent")}
+
+
+def test_three_services_deploy_as_written_and_only_what_changes_changes(project, engines, ssd_on_node3):
+    three = write(project, THREE, name="three.yml")
+    r = cli("deploy", "-f", three)
+    assert r.returncode == 0, r.stderr
+    assert sorted(engines.counts("shop-agent").values()) == [1, 1, 1]                   # global
+    assert sum(engines.counts("shop-web").values()) == 2
+    assert engines.counts("shop-db") == {"node1": 0, "node2": 0, "node3": 2}           # the label constraint
+    assert engines.clients["node3"].volumes.get("shop_dbdata").name == "shop_dbdata"  # made where it runs
+    before = all_ids(engines)
+
+    again = cli("deploy", "-f", three)
+    assert again.returncode == 0, again.stderr
+    assert [line for line in again.stdout.splitlines() if line.startswith(("unchanged", "update", "create"))] == [
+        "unchanged shop-agent: global bicycle/demo:1", "unchanged shop-db: 2 x bicycle/demo:1",
+        "unchanged shop-web: 2 x bicycle/demo:1"]
+    assert all_ids(engines) == before
+
+    dry = cli("deploy", "-f", three, "--dry-run", env={"WEB_TAG": "2"})
+    assert "update shop-web: 2 x bicycle/demo:2 (image differ)" in dry.stdout, dry.stdout
+    assert all_ids(engines) == before
+    rolled = cli("deploy", "-f", three, env={"WEB_TAG": "2"})
+    assert rolled.returncode == 0, rolled.stderr
+    after = all_ids(engines)
+    assert (after["db"], after["agent"]) == (before["db"], before["agent"])             # only web rolled
+    assert len(after["web"]) == 2 and not set(after["web"]) & set(before["web"])
+
+    malformed = write(project, "services:\n  web: [\n", name="malformed.yml")
+    r = cli("deploy", "-f", malformed)
+    assert r.returncode == 1 and "is not valid YAML" in r.stderr and "line" in r.stderr, r.stderr
+    unsupported = write(project, THREE.replace("restart: always", "restart: always\n        privileged: true"),
+                        name="unsupported.yml")
+    r = cli("deploy", "-f", unsupported, env={"WEB_TAG": "2"})
+    assert r.returncode == 1 and "services.db.privileged: not supported by Bicycle" in r.stderr, r.stderr
+    assert all_ids(engines) == after
+
+    two = write(project, THREE.split("      agent:")[0] + "    volumes:\n      dbdata:\n", name="two.yml")
+    dry = cli("deploy", "-f", two, "--prune", "--dry-run", env={"WEB_TAG": "2"})
+    assert dry.returncode == 0 and "remove shop-agent" in dry.stdout.splitlines(), dry.stdout
+    assert all_ids(engines) == after
+    pruned = cli("deploy", "-f", two, "--prune", env={"WEB_TAG": "2"})
     assert pruned.returncode == 0, pruned.stderr
-    wait_for(lambda: ids(engines, "shop-web") == [], 30)
-    assert ids(engines, "shop-db") == before["db"]
-    assert [s for s in cli("service", "ls").stdout.split() if s.startswith("shop-")] == ["shop-db"]
+    wait_for(lambda: ids(engines, "shop-agent") == [], 30)
+    assert (ids(engines, "shop-web"), ids(engines, "shop-db")) == (after["web"], after["db"])

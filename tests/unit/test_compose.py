@@ -260,7 +260,44 @@ def test_the_project_name_comes_from_the_flag_the_file_or_the_folder(tmp_path):
 
 def stored(name, project="shop", mode="replicated", state="RUNNING"):
     labels = {"com.docker.compose.project": project} if project else {}
-    return {"name": name, "mode": mode, "state": state, "spec": {"image": "demo", "labels": labels}}
+    return {"name": name, "mode": mode, "state": state, "spec": {"image": "demo", "labels": labels},
+            "replicas": {"desired": 1, "running": 1}}
+
+
+def as_shown(svc):
+    """A translated service as GET /service shows it once created."""
+    r = deploy.service_request(svc.body, 10, seal=lambda k, v: v)
+    return {"name": svc.name, "mode": r.mode, "state": "RUNNING", "spec": r.spec.public_dict(),
+            "replicas": {"desired": r.replicas, "running": r.replicas}, "constraints": list(r.constraints),
+            "update": {"settings": r.update.to_dict(), "rollback_settings": r.rollback.to_dict()}}
+
+
+def test_a_dry_run_says_unchanged_or_which_fields_differ(tmp_path):
+    text = """
+        services:
+          web: {image: demo, environment: [A=1], deploy: {replicas: 2}}
+          db: {image: demo, secrets: [key]}
+        secrets: {key: {environment: KEY}}
+    """
+    running = [as_shown(s) for s in translate(compose(tmp_path, text, env={"KEY": "k"}))]
+    steps = deploy.plan(translate(compose(tmp_path, text, env={"KEY": "k"})), running, "shop")
+    assert [deploy.describe(s) for s in steps] == [
+        "unchanged shop-db: 1 x demo (the values of its secrets are not compared)", "unchanged shop-web: 2 x demo"]
+    edited = text.replace("A=1", "A=2").replace("replicas: 2", "replicas: 3")
+    steps = deploy.plan(translate(compose(tmp_path, edited, env={"KEY": "k"})), running, "shop")
+    assert [deploy.describe(s) for s in steps] == [
+        "unchanged shop-db: 1 x demo (the values of its secrets are not compared)",
+        "update shop-web: 3 x demo (env, replicas differ)"]
+
+
+def test_ignore_unsupported_deploys_without_the_keys_and_says_so(tmp_path):
+    text = "services: {web: {image: demo, privileged: true, cap_add: [NET_ADMIN], deploy: {placement_x: 1}}}"
+    with pytest.raises(ComposeError, match="services.web.cap_add: not supported by Bicycle"):
+        translate(compose(tmp_path, text.replace(", deploy: {placement_x: 1}", "")))
+    (svc,) = translate(compose(tmp_path, text.replace(", deploy: {placement_x: 1}", "")), ignore_unsupported=True)
+    assert svc.notes == ["services.web.cap_add: not supported by Bicycle, ignored",
+                         "services.web.privileged: not supported by Bicycle, ignored"]
+    assert "privileged" not in svc.body
 
 
 def test_the_plan_creates_updates_and_prunes_only_its_own(tmp_path):
