@@ -543,11 +543,8 @@ def deploy(ctx, path, project, prune, dry_run, ignore_unsupported, no_wait, time
         for name in sorted(loaded.unset):
             click.echo(f"warning: the {name} variable is not set; defaulting to a blank string", err=True)
         services = translate(loaded, ignore_unsupported=ignore_unsupported)
-        existing = _call(ctx, "GET", "/service")[1] if not dry_run or _reachable(ctx) else None
-        if existing is None:
-            click.echo("# the cluster did not answer: every service is shown as a create", err=True)
-        nodes = len(_call(ctx, "GET", "/nodes")[1]) if existing is not None else compose_deploy.MAX_REPLICAS
-        steps = compose_deploy.plan(services, existing or [], loaded.project, prune, nodes)
+        existing, nodes = _cluster_now(ctx, dry_run)
+        steps = compose_deploy.plan(services, existing, loaded.project, prune, nodes)
         for step in steps:
             click.echo(compose_deploy.describe(step))
         if dry_run or not steps:
@@ -562,13 +559,17 @@ def deploy(ctx, path, project, prune, dry_run, ignore_unsupported, no_wait, time
         raise Fail("; ".join(why))
 
 
-def _reachable(ctx):
-    """A dry run needs the cluster only to tell creates from updates."""
+def _cluster_now(ctx, dry_run):
+    """(the services, the number of nodes) a deploy plans against. A dry run
+    needs the cluster only to tell creates from updates: without an answer
+    it plans against an empty one."""
     try:
-        _client(ctx).call("GET", "/service")
-        return True
-    except (ClientError, Fail):
-        return False
+        return _call(ctx, "GET", "/service")[1], len(_call(ctx, "GET", "/nodes")[1])
+    except Fail:
+        if not dry_run:
+            raise
+        click.echo("# the cluster did not answer: every service is shown as a create", err=True)
+        return [], compose_deploy.MAX_REPLICAS
 
 
 def _settled(ctx, started, timeout):

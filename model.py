@@ -134,12 +134,10 @@ class ServiceSpec:
             secrets=tuple(sorted((d.get("secrets") or {}).items())),
             pull=d.get("pull", "missing"),
             healthcheck=Healthcheck.from_dict(d["healthcheck"]) if d.get("healthcheck") else None,
-            cpus=_amounts(d, "limits")[0],
-            memory=_amounts(d, "limits")[1],
             entrypoint=tuple(d["entrypoint"]) if d.get("entrypoint") is not None else None,
             volumes=tuple(Mount(**m) for m in d.get("volumes") or ()),
-            reserve_cpus=_amounts(d, "reservations")[0],
-            reserve_memory=_amounts(d, "reservations")[1],
+            **_amounts(d, "limits", "cpus", "memory"),
+            **_amounts(d, "reservations", "reserve_cpus", "reserve_memory"),
         )
 
     def digest(self) -> str:
@@ -148,10 +146,10 @@ class ServiceSpec:
         return hashlib.sha256(raw).hexdigest()[:12]
 
 
-def _amounts(spec: dict, kind: str) -> tuple:
-    """(cpus, memory bytes) of a spec dict's resources.limits or .reservations."""
+def _amounts(spec: dict, kind: str, cpus: str, memory: str) -> dict:
+    """A spec dict's resources.limits or .reservations as the fields `cpus` and `memory`."""
     amounts = (spec.get("resources") or {}).get(kind) or {}
-    return float(amounts.get("cpus", 0.0)), int(amounts.get("memory", 0))
+    return {cpus: float(amounts.get("cpus", 0.0)), memory: int(amounts.get("memory", 0))}
 
 
 @dataclass(frozen=True)

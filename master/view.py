@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from master.events import iso
 from model import DELETE, PAUSED, UNKNOWN, UNREACHABLE, UNSEEN, parse_time
 from scheduler.backoff import failed
-from scheduler.reconcile import converged, desired_count, running_count
+from scheduler.reconcile import converged, desired_count, running_count, unplaced
 
 
 def uptime(started_at, wall_now):
@@ -51,14 +51,6 @@ def service_status(service, mine, statuses, book):
     if service.rollout is not None and service.rollout.state == PAUSED:
         return "paused"
     return "converging"
-
-
-def unplaced(service, plan):
-    """Why a slot of `service` has no node (constraints, no room), from the
-    last plan (a slot it no longer has, after a scale-down, says nothing); or None."""
-    return next((a.reason for a in plan if a.service == service.name and a.kind == "keep"
-                 and (a.slot == 0 or service.has_slot(a.slot))
-                 and (a.reason.startswith(("no node", "no eligible node")) or " room for " in a.reason)), None)
 
 
 def update_view(service, mine, current):

@@ -43,25 +43,22 @@ class Room:
     @classmethod
     def of(cls, capacity, reserved):
         """capacity: node -> (cpus, memory); reserved: [(node, (cpus, memory))]."""
-        free = {n: tuple(c) for n, c in capacity.items()}
+        room = cls({n: tuple(c) for n, c in capacity.items()})
         for node, need in reserved:
-            if node in free:
-                free[node] = _less(free[node], need)
-        return cls(free)
+            room.take(node, need)
+        return room
 
     def fits(self, node, need):
-        if need == NOTHING:
-            return True
-        free = self.free.get(node)
-        return free is not None and free[0] + 1e-9 >= need[0] and free[1] >= need[1]
+        return need == NOTHING or self._has(node, need)
 
     def within(self, node, need):
         """Does the node hold what is reserved on it now (a container of
         `need`, counted there already, may be replaced in place)?"""
-        if need == NOTHING:
-            return True
+        return need == NOTHING or self._has(node, NOTHING)
+
+    def _has(self, node, amount):
         free = self.free.get(node)
-        return free is not None and free[0] >= -1e-9 and free[1] >= 0
+        return free is not None and free[0] + 1e-9 >= amount[0] and free[1] >= amount[1]
 
     def take(self, node, need):
         if need != NOTHING and node in self.free:

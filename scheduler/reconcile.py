@@ -79,6 +79,17 @@ class Round:
         """May a container of `service` on `node` be replaced there (its share counted already)?"""
         return self.room is None or self.room.within(node, service.spec.reservation)
 
+    def take_room(self, service, node):
+        if self.room is not None:
+            self.room.take(node, service.spec.reservation)
+
+    def short_of_room(self, service):
+        """Does some eligible node lack room for a container of `service`?"""
+        return not all(self.has_room(service, n) for n in self.eligible)
+
+    def why_full(self, service, nodes, lead="no node has room"):
+        return self.room.why_full(service.spec.reservation, nodes, lead)
+
     def ready(self, node):
         return self.node_status.get(node) == READY
 
@@ -148,7 +159,7 @@ def _room(capacity, services, visible, pending):
     reserved = [(c.node, by_name[c.service].spec.reservation) for c in holding]
     reserved += [(node, by_name[service].spec.reservation) for (service, slot), node in pending.items()
                  if service in by_name and (service, slot, node) not in arrived]    # not counted twice
-    return Room.of(capacity, [(n, amount) for n, amount in reserved if amount != NOTHING])
+    return Room.of(capacity, reserved)
 
 
 def _quiet(actions, r, removing_nodes):
@@ -235,8 +246,7 @@ def _reconcile_global(service, mine, r, totals):
             actions.append(Action("keep", service.name, slot, keeper.node, keeper, "backing off after failures"))
         elif not r.room_in_place(service, keeper.node):
             actions.append(Action("keep", service.name, slot, keeper.node, keeper,
-                                  r.room.why_full(service.spec.reservation, [keeper.node],
-                                                  f"{keeper.node} has no room")))
+                                  r.why_full(service, [keeper.node], f"{keeper.node} has no room")))
         else:
             actions.append(_replace(service, slot, keeper.node, keeper, why))
     for node, slot in sorted(empty.items()):
@@ -247,8 +257,7 @@ def _reconcile_global(service, mine, r, totals):
         else:
             actions.append(Action("place", service.name, slot, node, reason="node without one"))
     holding = {c.node for c in keepers.values()} | set(in_flight.values()) | set(empty)
-    actions += [Action("keep", service.name, 0, node, reason=r.room.why_full(service.spec.reservation, [node],
-                                                                                   f"{node} has no room"))
+    actions += [Action("keep", service.name, 0, node, reason=r.why_full(service, [node], f"{node} has no room"))
                 for node in r.eligible if node not in holding]       # the nodes without room for it
     actions = stops + actions
     under_way = len(in_flight) + sum(1 for a in actions if a.kind != "keep")
@@ -294,8 +303,8 @@ def _new_slots(service, mine, keepers, in_flight, r):
     taken = {c.node for c in keepers.values()} | set(in_flight.values())
     used = {c.slot for c in mine} | set(in_flight)
     empty = [node for node in r.eligible if node not in taken and r.has_room(service, node)]
-    for node in empty if r.room is not None else ():
-        r.room.take(node, service.spec.reservation)
+    for node in empty:
+        r.take_room(service, node)
     out = {}
     for (name, slot), node in sorted(r.place_nodes.items()):
         if name == service.name and node in empty and node not in out and slot not in used:
@@ -418,9 +427,18 @@ def _change(service, slot, keeper, why, r, spread, digest):
     return _replace(service, slot, node, keeper, why)
 
 
+def unplaced(service, actions):
+    """Why a slot of `service` has no node (constraints, no room: the reasons
+    _why_unplaced, Room.why_full and constraints.why_not give), from a plan's
+    actions; a slot it no longer has (after a scale-down) says nothing. Or None."""
+    return next((a.reason for a in actions if a.service == service.name and a.kind == "keep"
+                 and (a.slot == 0 or service.has_slot(a.slot))
+                 and (a.reason.startswith(("no node", "no eligible node")) or " room for " in a.reason)), None)
+
+
 def _why_unplaced(service, r):
-    if r.eligible and not all(r.has_room(service, n) for n in r.eligible):
-        return r.room.why_full(service.spec.reservation, r.eligible)
+    if r.eligible and r.short_of_room(service):
+        return r.why_full(service, r.eligible)
     if service.constraints:
         return constraints.why_not(service.constraints, r.node_labels, r.everywhere)
     if not r.eligible:
@@ -474,9 +492,9 @@ def _drain_moves(service, keepers, spread, r, busy, budget):
             continue
         dst = spread.choose()
         if dst is None:
-            if not all(r.has_room(service, n) for n in r.eligible):
-                moves.append(Action("keep", service.name, slot, c.node, c, r.room.why_full(
-                    service.spec.reservation, r.eligible, f"node {c.node} drained, but no node has room")))
+            if r.short_of_room(service):
+                moves.append(Action("keep", service.name, slot, c.node, c,
+                                    r.why_full(service, r.eligible, f"node {c.node} drained, but no node has room")))
             break
         spread.move(c.node, dst)
         moves.append(_replace(service, slot, dst, c, f"node {c.node} drained"))

@@ -30,8 +30,7 @@ def plan(services, existing, project, prune=False, nodes=MAX_REPLICAS):
     """services: [translate.Service]; existing: GET /service; nodes: how
     many the cluster has (a service with host ports runs one replica per
     node) -> [Step]."""
-    for svc in services:
-        check(svc, nodes)
+    requests = {svc.name: check(svc, nodes) for svc in services}
     by_name = {s["name"]: s for s in existing}
     steps = []
     for svc in services:
@@ -50,7 +49,7 @@ def plan(services, existing, project, prune=False, nodes=MAX_REPLICAS):
             raise ComposeError(f"services.{svc.key}.deploy.mode: {svc.name} is {old.get('mode', 'replicated')}; "
                                f"a mode is set at creation: remove the service first")
         body = {k: v for k, v in svc.body.items() if k not in ("name", "mode")}
-        changed = differences(svc.body, old, nodes)
+        changed = differences(requests[svc.name], old)
         steps.append(Step(UPDATE if changed else UNCHANGED, svc.name, body, svc.notes, changed))
     if prune:
         wanted = {svc.name for svc in services}
@@ -60,10 +59,10 @@ def plan(services, existing, project, prune=False, nodes=MAX_REPLICAS):
     return steps
 
 
-def differences(body, old, nodes):
-    """The fields of `body` that differ from the stored service `old` (as
-    GET /service shows it: secrets masked, so only their names compare)."""
-    new = service_request(body, nodes, seal=lambda name, value: value)
+def differences(new, old):
+    """The fields of the request `new` (master.validate.ServiceRequest) that
+    differ from the stored service `old` (as GET /service shows it: secrets
+    masked, so only their names compare)."""
     spec, before = new.spec.public_dict(), old["spec"]
     fields = [k for k in sorted(set(spec) | set(before)) if spec.get(k) != before.get(k)]
     update = old.get("update") or {}
@@ -78,9 +77,9 @@ def differences(body, old, nodes):
 
 
 def check(svc, nodes=MAX_REPLICAS):
-    """The API's validation of the body, here, before anything is written."""
+    """The API's validation of the body, here, before anything is written -> the request."""
     try:
-        service_request(svc.body, nodes, seal=lambda name, value: value)
+        return service_request(svc.body, nodes, seal=lambda name, value: value)
     except Invalid as e:
         first = e.errors[0]
         more = f" (and {len(e.errors) - 1} more)" if len(e.errors) > 1 else ""

@@ -6,7 +6,7 @@ from collections import Counter
 
 from hypothesis import given, strategies as st
 
-from master.view import unplaced
+from scheduler.reconcile import unplaced
 from model import GLOBAL, READY, Service, ServiceSpec
 from scheduler.place import Room
 from scheduler.reconcile import reconcile
