@@ -158,7 +158,7 @@ class Loop(threading.Thread):
             self.node_statuses[node] = status
             if status == READY:
                 self.ready_since[node] = now
-            error = self.obs.error(node)
+            error = self.obs.error(node) or self.obs.why(node, now)
             self.store.set_node(node, status=status, since=iso(self.wall()))
             change = f"node {node} {before or 'new'} -> {status}"
             if status == UNTRUSTED:

@@ -192,6 +192,11 @@ class Observation:
         with self.lock:
             return self._state(node).error
 
+    def why(self, node, now):
+        """What makes the node not ready at `now`, in a few words ("" if nothing)."""
+        with self.lock:
+            return health.why(self._state(node).probes(), now, self.limits)
+
     # -- membership -----------------------------------------------------
     def add_node(self, name):
         """A node that joined: `unknown` until its first probe."""
@@ -437,12 +442,13 @@ class Prober(threading.Thread):
             return
 
     def _ping(self):
-        """`true` on a new channel of the same connection, bounded by down_after
-        (by then the silence counts as down anyway)."""
+        """An SSH keepalive on the same connection (sshd answers it without
+        starting a process), bounded by down_after (by then the silence
+        counts as down anyway)."""
         sent = self.obs.clock()
         self.obs.asked(self.node, PING, sent)
         try:
-            self.connection.run(["true"], timeout=self.obs.settings.down_after)
+            self.connection.ping(timeout=self.obs.settings.down_after)
         except Exception as e:
             self.obs.ping_failed(self.node, sent, e, untrusted=isinstance(e, HostKeyError))
             return

@@ -170,6 +170,25 @@ class NodeConnection:
             self.on_command(self.node.name, seconds)
         return Result(code, out.decode(errors="replace"), err.decode(errors="replace"), seconds)
 
+    def ping(self, timeout):
+        """An SSH keepalive request on the open connection, answered by the
+        node's sshd itself: no channel, no process started on the node, so a
+        node busy forking and creating containers still answers at once.
+        Returns the seconds it took; raises RemoteError when nothing answers
+        within `timeout` (connecting included) or the connection broke."""
+        start = time.monotonic()
+        deadline = start + timeout
+        transport = self._transport(deadline)
+        answer = threading.Thread(target=_keepalive, args=(transport,), name=f"ping-{self.node.name}", daemon=True)
+        answer.start()
+        answer.join(max(0.0, deadline - time.monotonic()))
+        if answer.is_alive():
+            raise RemoteError(f"{self.node.name}: no answer within {timeout:.1f}s")
+        if not transport.is_active():
+            self._drop(transport)
+            raise RemoteError(f"{self.node.name}: the connection closed")
+        return time.monotonic() - start
+
     def stream(self, argv, combine_stderr=True):
         """Start a long-running command (a log follower, an image's archive)
         on its own channel of the same connection; returns a LineStream to
@@ -202,6 +221,13 @@ class NodeConnection:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _keepalive(transport):
+    """Send OpenSSH's keepalive request and wait for the answer (sshd
+    refuses the request: the refusal is the answer), or for the connection
+    to end. paramiko's wait has no bound of its own: the caller bounds it."""
+    transport.global_request("keepalive@openssh.com", wait=True)
 
 
 def _close_channel(chan):

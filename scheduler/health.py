@@ -76,6 +76,22 @@ def node_status(p, now, limits):
     return READY
 
 
+def why(p, now, limits):
+    """What makes the node's status at `now` other than ready, in a few
+    words for its transition event ("" when ready, unknown or untrusted)."""
+    silent = _for(p.silent_since, now)
+    engine_silent = _for(p.engine_silent_since, now)
+    if silent >= min(OVERDUE * limits.probe_interval, limits.down_after):
+        return f"no SSH answer for {silent:.1f} s"
+    if p.engine_error:
+        return f"the engine fails, for {engine_silent:.1f} s"
+    if engine_silent >= SLOW_ENGINE * limits.engine_timeout:
+        return f"the engine's listing out for {engine_silent:.1f} s"
+    if p.failed:
+        return "the last listing failed"
+    return ""
+
+
 def next_change(p, now, limits):
     """Seconds from `now` until the status changes if no new answer or
     failure is recorded, or None when it never does."""

@@ -27,6 +27,17 @@ def test_one_connection_serves_many_commands(inventory):
         conn.close()
 
 
+def test_openssh_answers_a_ping_on_the_open_connection(inventory):
+    conn = NodeConnection(inventory.nodes[0], inventory.settings.known_hosts)
+    try:
+        for _ in range(5):
+            assert conn.ping(timeout=5) < 5
+        assert conn.run(["true"]).ok
+        assert conn.opened == 1
+    finally:
+        conn.close()
+
+
 def test_reopens_after_the_connection_drops(inventory):
     conn = NodeConnection(inventory.nodes[0], inventory.settings.known_hosts)
     try:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from model import READY, SUSPECT, DOWN, UNKNOWN, UNTRUSTED
-from scheduler.health import OVERDUE, Limits, Probes, next_change, node_status
+from scheduler.health import OVERDUE, Limits, Probes, next_change, node_status, why
 
 LIMITS = Limits(down_after=5.0, engine_timeout=30.0, probe_interval=1.0)
 PROPS = settings(max_examples=300, deadline=None)
@@ -51,6 +51,27 @@ def status(now, **fields):
 ])
 def test_node_status(fields, now, expected):
     assert status(now, **fields) == expected
+
+
+@pytest.mark.parametrize("fields, now, expected", [
+    ({"answered": 100.0}, 1e6, ""),
+    ({"answered": 100.0, "silent_since": 101.0, "engine_silent_since": 101.0}, 104.5, "no SSH answer for 3.5 s"),
+    ({"answered": 100.0, "engine_silent_since": 101.0}, 117.0, "the engine's listing out for 16.0 s"),
+    ({"answered": 100.0, "engine_silent_since": 101.0, "engine_error": True, "failed": True}, 103.0,
+     "the engine fails, for 2.0 s"),
+    ({"answered": 100.0, "failed": True}, 100.5, "the last listing failed"),
+])
+def test_why_names_what_made_the_node_not_ready(fields, now, expected):
+    assert why(Probes(**fields), now, LIMITS) == expected
+
+
+@given(st.builds(Probes, answered=st.none() | st.floats(0, 100), silent_since=st.none() | st.floats(0, 100),
+                 engine_silent_since=st.none() | st.floats(0, 100), engine_error=st.booleans(),
+                 failed=st.booleans()), st.floats(0, 200))
+@PROPS
+def test_a_suspect_or_down_node_always_says_why(p, now):
+    if node_status(p, now, LIMITS) in (SUSPECT, DOWN):
+        assert why(p, now, LIMITS)
 
 
 def test_overdue_scales_with_probe_interval():

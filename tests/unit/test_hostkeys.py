@@ -239,6 +239,16 @@ class Recorder(paramiko.ServerInterface):
         self.client_key = client_key
         self.auth_calls = []
         self.commands = []
+        self.channels = 0
+        self.global_requests = []
+        self.frozen = threading.Event()       # set: a global request waits for `thaw`
+        self.thaw = threading.Event()
+
+    def check_global_request(self, kind, msg):
+        self.global_requests.append(kind)
+        if self.frozen.is_set():
+            self.thaw.wait(10)
+        return False                          # refused, as OpenSSH refuses a keepalive
 
     def get_allowed_auths(self, username):
         self.auth_calls.append("get_allowed_auths")
@@ -275,6 +285,7 @@ class Recorder(paramiko.ServerInterface):
         return paramiko.AUTH_FAILED
 
     def check_channel_request(self, kind, chanid):
+        self.channels += 1
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel, command):
@@ -554,6 +565,42 @@ def test_scan_then_pin_lets_the_connection_through(server_key, tmp_path):
         assert "check_auth_publickey" in server.iface.auth_calls
     finally:
         server.close()
+
+
+@pytest.fixture
+def trusted(server_key, tmp_path):
+    """A tiny server that accepts our key, and a NodeConnection to it with its key pinned."""
+    client_key = write_ed25519(tmp_path / "id_client")
+    server = TinySSH(server_key, client_key=client_key)
+    node = NodeInfo("tiny", "127.0.0.1", server.port, "bicycle", key=str(tmp_path / "id_client"))
+    kh = tmp_path / "known_hosts"
+    kh.write_text(line(f"[127.0.0.1]:{server.port}", server_key))
+    conn = NodeConnection(node, str(kh), connect_timeout=5, command_timeout=10)
+    yield server, conn
+    server.iface.thaw.set()
+    conn.close()
+    server.close()
+
+
+def test_a_ping_is_a_keepalive_answered_by_sshd_without_a_channel(trusted):
+    server, conn = trusted
+    for _ in range(3):
+        assert conn.ping(timeout=5) >= 0
+    assert server.iface.global_requests.count("keepalive@openssh.com") == 3
+    assert server.iface.channels == 0 and server.iface.commands == []
+    assert conn.opened == 1
+
+
+def test_a_ping_nobody_answers_fails_within_its_timeout_and_keeps_the_connection(trusted):
+    server, conn = trusted
+    conn.ping(timeout=5)
+    server.iface.frozen.set()
+    with pytest.raises(RemoteError, match="no answer within 0.3s"):
+        conn.ping(timeout=0.3)
+    server.iface.frozen.clear()
+    server.iface.thaw.set()
+    assert conn.ping(timeout=5) >= 0                     # slow is not gone: the same connection
+    assert conn.opened == 1
 
 
 def test_host_key_error_is_a_remote_error():

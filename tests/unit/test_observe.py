@@ -299,19 +299,20 @@ def test_an_unchanged_answer_wakes_nobody():
 # -- the prober, with a fake connection --------------------------------------------------
 
 class FakeConnection:
-    """Answers `true` at once; a listing waits for `release` once `hold` is set."""
+    """Answers a ping at once; a listing waits for `release` once `hold` is set."""
 
     def __init__(self):
         self.hold, self.release = threading.Event(), threading.Event()
         self.pings = 0
         self.pinged = threading.Condition()
 
+    def ping(self, timeout):
+        with self.pinged:
+            self.pings += 1
+            self.pinged.notify_all()
+        return 0.0
+
     def run(self, argv, timeout=None, stdin=None):
-        if argv == ["true"]:
-            with self.pinged:
-                self.pings += 1
-                self.pinged.notify_all()
-            return Result(0, "", "", 0.0)
         if argv == commands.capacity():
             return Result(0, "2 4000000000\n", "", 0.0)
         if self.hold.is_set() and not self.release.wait(timeout):
