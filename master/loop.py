@@ -251,6 +251,7 @@ class Loop(threading.Thread):
             # Secrets reach docker on stdin (--env-file /dev/stdin): no file, no argv.
             stdin = self.vault.env_file(spec.secrets).encode() if spec.secrets else None
             result = self._fenced(action.node, epoch, "run", argv, stdin=stdin)
+            self.obs.engine_acted(action.node, self.clock())     # it answered, whatever it said
             if not result.ok:
                 raise RuntimeError(_place_error(parse.engine_error(result.stderr, result.exit), spec, action.node))
             cid = parse.container_id(result.stdout)
@@ -276,6 +277,7 @@ class Loop(threading.Thread):
     def _remove(self, container, reason, epoch):
         argv = commands.remove(container.id)
         result = self._fenced(container.node, epoch, "remove", argv)
+        self.obs.engine_acted(container.node, self.clock())
         if not result.ok and "No such container" not in result.stderr:
             raise RuntimeError(parse.engine_error(result.stderr, result.exit))
         self.obs.remove(container)

@@ -84,6 +84,7 @@ class NodeState:
         self.name = name
         self.ssh_answered = None       # monotonic time of the node's last answer over SSH (listing or ping)
         self.engine_answered = None    # monotonic time of the engine's last listing
+        self.engine_acted = None       # monotonic time the engine last answered an action (docker run, rm)
         self.listing_sent = None       # monotonic sending time of the newest listing that came back
         self.last_seen = None          # wall-clock string of the same, for /state
         self.out = {}                  # LIST / PING -> when the request still out was sent
@@ -102,7 +103,11 @@ class NodeState:
         """The health input: silences count from requests sent after the last answer."""
         silent = [t for t in self.out.values() if _after(t, self.ssh_answered)]
         listing = self.out.get(LIST)
-        engine_silent = [listing] if listing is not None and _after(listing, self.engine_answered) else []
+        # A listing out counts as the engine's silence from its sending, or
+        # from the engine's last answer to an action since: an engine busy
+        # starting containers lists slowly but answers them, and is not frozen.
+        engine_silent = [listing if self.engine_acted is None else max(listing, self.engine_acted)] \
+            if listing is not None and _after(listing, self.engine_answered) else []
         return health.Probes(
             answered=self.engine_answered,
             silent_since=_first([self.unanswered_since] + silent),
@@ -311,6 +316,14 @@ class Observation:
                 s.error = str(error)
                 s.untrusted = s.untrusted or untrusted
                 self._bump()
+
+    def engine_acted(self, node, at):
+        """The node's engine answered an action (a docker run or rm) at `at`."""
+        with self._recording():
+            s = self.nodes.get(node)
+            if s is not None:
+                s.heard(at)
+                s.engine_acted = at if s.engine_acted is None else max(s.engine_acted, at)
 
     def has_capacity(self, node):
         with self.lock:

@@ -55,6 +55,27 @@ def pinged(obs, clock, node, sent, at):
 
 # -- health through the observation ------------------------------------------------------
 
+def test_an_engine_that_answers_actions_while_its_listing_is_slow_is_busy_not_silent():
+    obs, clock = fresh(("a",))
+    listed(obs, clock, "a", 0.0, 0.5)
+    obs.asked("a", LIST, 1.0)                            # a listing that takes long
+    for t in (5.0, 12.0, 20.0, 28.0):                    # docker runs answered meanwhile
+        pinged(obs, clock, "a", t - 0.5, t)
+        obs.engine_acted("a", t)
+        assert obs.statuses(t + 14.0) == {"a": READY}    # 15 s (half of engine_timeout) never passes
+    timeout = SETTINGS.engine_timeout
+    pinged(obs, clock, "a", 40.0, 40.5)
+    assert obs.statuses(28.0 + timeout / 2) == {"a": SUSPECT}   # silent since its last answer
+    assert obs.statuses(28.0 + timeout) == {"a": DOWN}          # and frozen after engine_timeout
+
+
+def test_without_actions_a_slow_listing_counts_from_its_sending():
+    obs, clock = fresh(("a",))
+    listed(obs, clock, "a", 0.0, 0.5)
+    obs.asked("a", LIST, 1.0)
+    pinged(obs, clock, "a", 10.0, 10.5)
+    assert obs.statuses(1.0 + SETTINGS.engine_timeout / 2) == {"a": SUSPECT}
+
 def test_a_node_never_asked_stays_unknown():
     obs, clock = fresh()
     assert obs.statuses(0.0) == {"a": UNKNOWN, "b": UNKNOWN}
